@@ -34,3 +34,43 @@ def corpus_dir() -> Path:
     if not (root / "MANIFEST.tsv").is_file():
         skip_or_fail(f"the shared mail corpus is absent (looked in {root}; set CASEMAIL_CORPUS)")
     return root
+
+
+def _postgres_base_url() -> str | None:
+    return os.environ.get("CASEMAIL_TEST_DATABASE_URL") or None
+
+
+def _database_params() -> list[str]:
+    # SQLite always; PostgreSQL too when a server is named (CI always names one).
+    return ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh, empty database for one test: a SQLite file, or a new schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'casemail.db'}"
+        return
+    base = _postgres_base_url()
+    if base is None:
+        skip_or_fail("PostgreSQL tests need CASEMAIL_TEST_DATABASE_URL "
+                     "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"cm_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001 - report an unreachable server as a skip (or a CI failure).
+        admin.dispose()
+        skip_or_fail(f"PostgreSQL at {base} is not usable: {exc}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Building the parts of casemail from its settings: shared by the daemon and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from casemail.settings import ConfigError, Settings
+from intake.process import IntakeConfig
+from intake.trust import StaffPolicy
+from notifier.render import Renderer, Sender, make_environment
+from store.blobs import BlobStore
+from store.codes import Signer
+from store.db import is_sqlite, make_engine, migrate
+from store.mailing import Identity
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Store:
+    engine: Engine
+    blobs: BlobStore
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    engine = make_engine(settings.database_url)
+    if upgrade:
+        migrate(engine)
+    return Store(engine=engine, blobs=BlobStore(settings.path(settings.storage.blobs)))
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The key that signs our tokens: from the config, or made once and kept beside the data."""
+    if settings.support.secret_key:
+        if len(settings.support.secret_key) < 16:
+            raise ConfigError("support.secret_key: must be at least 16 characters (or empty to generate one)")
+        return settings.support.secret_key.encode()
+    path = settings.path(settings.storage.secret_key_file)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    key = path.read_text().strip()
+    if len(key) < 16:
+        raise ConfigError(f"storage.secret_key_file: {path} holds no usable key")
+    return key.encode()
+
+
+def make_identity(settings: Settings) -> Identity:
+    key = secret_key(settings)
+    # The loop mark must be the same after a restart (our own mail may come back much later) and must
+    # not reveal the key, so it is derived from it one-way.
+    instance_id = hashlib.sha256(b"casemail-instance:" + key).hexdigest()[:16]
+    return Identity(signer=Signer(key), support_addresses=tuple(settings.support.addresses),
+                    support_name=settings.support.name, instance_id=instance_id)
+
+
+def make_intake_config(settings: Settings, identity: Identity) -> IntakeConfig:
+    staff = StaffPolicy(
+        addresses=frozenset(a.lower() for a in settings.staff.addresses),
+        domains=frozenset(d.lower() for d in settings.staff.domains),
+        trusted_authserv_ids=frozenset(i.lower() for i in settings.staff.trusted_authserv_ids),
+    )
+    return IntakeConfig(identity=identity, staff=staff)
+
+
+def make_renderer(settings: Settings, identity: Identity) -> Renderer:
+    override = settings.path(settings.templates.override_dir) if settings.templates.override_dir else None
+    if override is not None and not override.is_dir():
+        raise ConfigError(f"templates.override_dir: {override} is not a directory")
+    return Renderer(make_environment(override),
+                    Sender(identity.support_address, identity.support_name, identity.instance_id))
+
+
+def sqlite_lock_path(settings: Settings, engine: Engine) -> Path | None:
+    if not is_sqlite(engine):
+        return None
+    url = settings.database_url
+    return Path(url[len("sqlite:///"):] + ".lock")

@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The casemail command.
+
+  casemail serve                      run the daemon
+  casemail cases [--status S] [--search WORDS] [--requester ADDR] [--json]
+  casemail show NUMBER [--json] [--raw ENTRY]
+  casemail close NUMBER
+  casemail migrate                    bring the database schema up to date
+  casemail check-config               read the config and report problems
+
+The config file is -c/--config PATH, else ./casemail.toml, else $CASEMAIL_CONFIG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from casemail import views
+from casemail.app import make_identity, open_store, utcnow
+from casemail.settings import ConfigError, Settings, load_settings
+from store import cases
+from store.blobs import BlobNotFound
+from store.codes import format_case_number
+from store.db import read_only, unit_of_work
+from store.mailing import queue_case_mail
+from store.models import Inbound, Outbox
+
+EX_USAGE = 64
+EX_NOINPUT = 66
+EX_CONFIG = 78
+
+
+def find_config(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    local = Path("casemail.toml")
+    if local.exists():
+        return local
+    env = os.environ.get("CASEMAIL_CONFIG")
+    if env:
+        return Path(env)
+    raise ConfigError("no config file: pass -c PATH, create ./casemail.toml, or set CASEMAIL_CONFIG "
+                      "(config.example.toml holds every key with its default)")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The libraries below narrate every step at INFO (aiosmtpd logs each SMTP command); their
+    # warnings and errors still come through.
+    for noisy in ("mail.log", "alembic", "apscheduler", "mailparser"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="casemail", description="A support desk run over email.")
+    p.add_argument("-c", "--config", help="config file (default ./casemail.toml, then $CASEMAIL_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the daemon")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("check-config", help="read the config file and report problems")
+    c = sub.add_parser("cases", help="list cases")
+    c.add_argument("--status", choices=("open", "closed", "all"), default="open")
+    c.add_argument("--search", default="", help="words that must all appear in the subject")
+    c.add_argument("--requester", help="only cases of this requester address")
+    c.add_argument("--json", action="store_true")
+    s = sub.add_parser("show", help="show a case and its activity history")
+    s.add_argument("number", type=int)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--raw", type=int, metavar="ENTRY", help="print one entry's message exactly as received or sent")
+    cl = sub.add_parser("close", help="close a case and tell the requester")
+    cl.add_argument("number", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(find_config(args.config))
+    except ConfigError as exc:
+        print(f"casemail: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    configure_logging(settings.logging.level)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"casemail: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from casemail.daemon import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    open_store(settings).engine.dispose()
+    print("schema is up to date")
+    return 0
+
+
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    make_identity(settings)
+    print(f"config ok: support {', '.join(settings.support.addresses)}, database {settings.database_url}")
+    return 0
+
+
+def cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings)
+    with read_only(store.engine) as s:
+        found = cases.list_cases(s, status=args.status, search=args.search, requester=args.requester)
+        rows = [views.case_row(c) for c in found]
+    store.engine.dispose()
+    if args.json:
+        _print_json(rows)
+    else:
+        print(views.format_case_table(rows))
+    return 0
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings)
+    try:
+        with read_only(store.engine) as s:
+            case = cases.get_case(s, args.number)
+            if case is None:
+                print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
+                return EX_NOINPUT
+            if args.raw is not None:
+                return _print_raw(s, store.blobs, case, args.raw)
+            data = views.case_detail(case, cases.participants(s, case), cases.history(s, case))
+    finally:
+        store.engine.dispose()
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_case_detail(data))
+    return 0
+
+
+def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
+    entry = cases.get_entry(s, case, entry_id)
+    if entry is None:
+        print(f"casemail: case {format_case_number(case.number)} has no entry {entry_id}", file=sys.stderr)
+        return EX_NOINPUT
+    sha = None
+    if entry.inbound_id is not None:
+        sha = s.get(Inbound, entry.inbound_id).sha256
+    elif entry.outbox_id is not None:
+        sha = s.get(Outbox, entry.outbox_id).rendered_sha256
+    if sha is None:
+        print(f"casemail: entry {entry_id} is an event, not a mail", file=sys.stderr)
+        return EX_NOINPUT
+    try:
+        sys.stdout.buffer.write(blobs.get(sha))
+    except BlobNotFound:
+        print(f"casemail: the stored message {sha} is missing from the blob store", file=sys.stderr)
+        return EX_NOINPUT
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings)
+    identity = make_identity(settings)
+    now = utcnow()
+    try:
+        with unit_of_work(store.engine) as s:
+            case = cases.get_case(s, args.number)
+            if case is None:
+                print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
+                return EX_NOINPUT
+            if not cases.close_case(s, case, now=now):
+                print(f"case {format_case_number(case.number)} is already closed")
+                return 0
+            cases.add_entry(s, case, kind="status_change", now=now, subject="closed",
+                            text="Case closed from the command line.", details={"status": "closed"})
+            queue_case_mail(s, case, identity=identity, template="customer/closed",
+                            recipients=[case.requester.address], now=now)
+    finally:
+        store.engine.dispose()
+    print(f"closed case {format_case_number(args.number)}; the requester will be told")
+    return 0
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "check-config": cmd_check_config,
+    "cases": cmd_cases,
+    "show": cmd_show,
+    "close": cmd_close,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

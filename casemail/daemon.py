@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The daemon: intake and notifier in one asyncio process, started and stopped in a fixed order.
+
+This is the composition root: every part is built here from the settings and handed what it needs.
+Shutdown (SIGTERM, SIGINT or the stop event) stops accepting first, lets the message being processed
+and the mail being sent finish, then stops the timers and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from casemail.app import make_identity, make_intake_config, make_renderer, open_store, sqlite_lock_path, utcnow
+from casemail.settings import ConfigError, Settings
+from intake.accept import Acceptor
+from intake.transports.smtp import IntakeHandler, Mailboxes, start_smtp_server
+from intake.worker import IntakeWorker
+from notifier.loop import OutboxWorker, RetryPolicy
+from notifier.send import MaildirSender, MailSender, SmtpSender
+from store import outbox
+from store.db import is_sqlite, unit_of_work
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How long in-flight work may take to finish after a stop was asked for.
+GRACEFUL_SECONDS = 20.0
+
+
+def make_sender(settings: Settings) -> MailSender:
+    o = settings.outbound
+    if o.transport == "maildir":
+        return MaildirSender(settings.path(o.maildir))
+    return SmtpSender(host=o.host, port=o.port, timeout=o.timeout, starttls=o.starttls, tls=o.tls,
+                      username=o.username, password=o.password)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path | None) -> Iterator[None]:
+    """One daemon per SQLite file: a second one would fight the first for the write lock."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"database.url: another casemail daemon already uses this database ({path})")
+        yield
+    finally:
+        os.close(fd)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+    sender: MailSender | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> None:
+    """Run the daemon until stop is set (or SIGTERM/SIGINT arrives)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    _install_signal_handlers(loop, stop)
+
+    store = open_store(settings)
+    engine, blobs = store.engine, store.blobs
+    # SQLite allows one writer at a time, so one database thread avoids lock contention entirely;
+    # PostgreSQL takes a few in parallel.
+    db_pool = ThreadPoolExecutor(max_workers=1 if is_sqlite(engine) else 4, thread_name_prefix="casemail-db")
+    io_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="casemail-io")
+
+    async def run_db(fn: Callable[[], T]) -> T:
+        return await loop.run_in_executor(db_pool, fn)
+
+    async def run_io(fn: Callable[[], T]) -> T:
+        return await loop.run_in_executor(io_pool, fn)
+
+    with exclusive_lock(sqlite_lock_path(settings, engine)):
+        if is_sqlite(engine):
+            with unit_of_work(engine) as s:
+                released = outbox.release_claims(s)
+            if released:
+                log.info("requeued %d mails a previous run had not finished sending", released)
+        identity = make_identity(settings)
+        renderer = make_renderer(settings, identity)
+        sender = sender or make_sender(settings)
+        o = settings.outbound
+        outbox_worker = OutboxWorker(
+            engine, blobs, renderer, sender, envelope_from=identity.support_address, clock=clock, run=run_db,
+            retry=RetryPolicy(base_seconds=o.retry_base_seconds, max_seconds=o.retry_max_seconds,
+                              give_up_after=timedelta(hours=o.give_up_after_hours)),
+        )
+        intake_worker = IntakeWorker(engine, blobs, make_intake_config(settings, identity), clock=clock,
+                                     run=run_db, on_outbox=outbox_worker.wake)
+        acceptor = Acceptor(engine, blobs, run_db=run_db, run_io=run_io, clock=clock,
+                            on_accepted=intake_worker.wake)
+
+        server = None
+        if settings.smtp.enabled:
+            try:
+                server = await start_smtp_server(
+                    IntakeHandler(acceptor, Mailboxes(settings.support.addresses)),
+                    host=settings.smtp.host, port=settings.smtp.port, hostname=settings.smtp.hostname,
+                    data_size_limit=settings.smtp.max_message_size,
+                )
+            except OSError as exc:
+                # A listener that cannot bind is fatal at start: fail fast, naming the key to change.
+                engine.dispose()
+                raise ConfigError(f"smtp.port: cannot listen on {settings.smtp.host}:{settings.smtp.port}: "
+                                  f"{exc.strerror}") from exc
+
+        # The scheduler only says when to look; the database decides what is due.
+        scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                                                   "misfire_grace_time": 30})
+        scheduler.add_job(outbox_worker.wake, "interval", seconds=o.poll_seconds, id="outbox-sweep")
+        scheduler.add_job(intake_worker.wake, "interval", seconds=5, id="intake-sweep")
+        scheduler.start()
+
+        workers_stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(intake_worker.run(workers_stop), name="intake"),
+            asyncio.create_task(outbox_worker.run(workers_stop), name="outbox"),
+        ]
+        info: dict[str, Any] = {"smtp": server.sockets[0].getsockname()[:2] if server else None}
+        log.info("casemail ready: smtp=%s outbound=%s", info["smtp"], settings.outbound.transport)
+        if ready is not None:
+            ready(info)
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+            scheduler.shutdown(wait=False)
+            workers_stop.set()
+            _done, pending = await asyncio.wait(tasks, timeout=GRACEFUL_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await sender.close()
+            db_pool.shutdown(wait=True)
+            io_pool.shutdown(wait=True)
+            engine.dispose()
+            log.info("shutdown: %d processed, %d sent", intake_worker.processed, outbox_worker.sent)
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            # Not the main thread (tests run the daemon in one): the caller's stop event is used instead.
+            return

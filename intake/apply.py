@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Carrying out a plan inside the caller's transaction: the only intake module that writes cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from intake.body import BodyText
+from intake.classify import Classification
+from intake.fields import CaseFields
+from intake.parse import ParsedMail
+from intake.plan import Notice, Plan
+from intake.resolve import ThreadDecision
+from intake.trust import StaffPolicy
+from store import cases
+from store.codes import clean_subject, format_case_number
+from store.contacts import address_key, ensure_contact, get_contact
+from store.mailing import Identity, queue_case_mail
+from store.models import Case, Contact, Inbound
+
+DEFAULT_SEVERITY = 3
+
+
+@dataclass(frozen=True)
+class MailFacts:
+    """What was read from one message, ready for deciding."""
+
+    parsed: ParsedMail
+    classification: Classification
+    body: BodyText
+    fields: CaseFields
+    attachments: tuple[cases.NewAttachment, ...]
+    sender: str
+    sender_name: str
+    is_staff: bool          # a staff address with an authenticated sender
+    staff_claimed: bool     # a staff address in From, authenticated or not
+    recipients: tuple[str, ...]
+
+
+def apply_plan(
+    s: Session,
+    row: Inbound,
+    plan: Plan,
+    decision: ThreadDecision,
+    facts: MailFacts,
+    case: Case | None,
+    identity: Identity,
+    staff: StaffPolicy,
+    now: datetime,
+) -> int | None:
+    """Write what the plan says; return the id of the case the mail ended up on, if any."""
+    if plan.action == "ignore":
+        return None
+    author = ensure_contact(s, facts.sender, display_name=facts.sender_name,
+                            role="staff" if facts.is_staff else "customer", now=now)
+    details = _details(plan, decision, facts)
+
+    if plan.action == "system-event":
+        assert case is not None
+        cases.add_entry(s, case, kind="system_event", visibility="internal", author=author,
+                        subject=facts.parsed.subject, text=facts.body.visible, full_text=facts.body.full,
+                        html=facts.body.html, message_id=facts.parsed.message_id,
+                        matched_by=decision.matched_by, details=details, inbound_id=row.id,
+                        attachments=facts.attachments, touch=False, now=now)
+        return case.id
+
+    if plan.action == "new-case":
+        case = _open_case(s, plan, facts, author, now)
+        matched_by = "new"
+    else:
+        assert case is not None
+        matched_by = decision.matched_by
+    _add_copied_people(s, case, facts, identity, staff, now)
+    entry = cases.add_entry(
+        s, case, kind=plan.entry_kind, visibility=plan.visibility, author=author,
+        subject=facts.parsed.subject, text=facts.body.visible, full_text=facts.body.full,
+        html=facts.body.html, message_id=facts.parsed.message_id, matched_by=matched_by,
+        details=details, inbound_id=row.id, attachments=facts.attachments, now=now,
+    )
+    extra = {
+        "entry": {
+            "id": entry.id,
+            "author_name": author.display_name or author.address,
+            "text": facts.body.visible,
+            "attachments": [a.filename for a in facts.attachments],
+        },
+        "notes": list(plan.notes),
+        "related_to": format_case_number(plan.related_to) if plan.related_to else None,
+    }
+    for notice in plan.notices:
+        recipients = _recipients(s, notice, case, author, identity, staff)
+        if recipients:
+            queue_case_mail(s, case, identity=identity, template=notice.template, recipients=recipients,
+                            now=now, in_reply_to=facts.parsed.message_id, extra=extra)
+    return case.id
+
+
+def _open_case(s: Session, plan: Plan, facts: MailFacts, requester: Contact, now: datetime) -> Case:
+    fields = facts.fields
+    follow_up = cases.get_case(s, plan.follow_up_of) if plan.follow_up_of else None
+    subject = clean_subject(facts.parsed.subject) or "(no subject)"
+    return cases.create_case(
+        s,
+        subject=subject,
+        requester=requester,
+        description=facts.body.visible,
+        product=fields.product,
+        version=fields.version,
+        severity=fields.severity or DEFAULT_SEVERITY,
+        severity_source=fields.severity_source or "default",
+        production_down=fields.production_down,
+        follow_up_of=follow_up,
+        now=now,
+    )
+
+
+def _add_copied_people(s: Session, case: Case, facts: MailFacts, identity: Identity, staff: StaffPolicy,
+                       now: datetime) -> None:
+    # The people a case member copies on a mail follow the case from then on (the portal's CC list).
+    # Our own addresses and staff are not participants: staff follow cases through their own role.
+    ours = {address_key(a) for a in identity.support_addresses}
+    for addr in (*facts.parsed.to, *facts.parsed.cc):
+        key = address_key(addr.address)
+        local, _, domain = key.partition("@")
+        if not domain or key == address_key(facts.sender) or staff.is_staff_address(key):
+            continue
+        if key in ours or f"{local.split('+')[0]}@{domain}" in ours:
+            continue
+        contact = ensure_contact(s, addr.address, display_name=addr.name, now=now)
+        cases.add_participant(s, case, contact, now=now)
+
+
+def _recipients(s: Session, notice: Notice, case: Case, author: Contact, identity: Identity,
+                staff: StaffPolicy) -> list[str]:
+    if notice.audience == "sender":
+        candidates = [author]
+    elif notice.audience == "requester":
+        candidates = [case.requester]
+    elif notice.audience == "people":
+        candidates = [case.requester, *(p.contact for p in cases.participants(s, case))]
+        candidates = [c for c in candidates if c.id != author.id]
+    elif notice.audience == "staff":
+        found = [get_contact(s, a) for a in sorted(staff.addresses)]
+        addresses = [a for a in sorted(staff.addresses) if a != author.address_key]
+        bouncing = {c.address_key for c in found if c is not None and c.bouncing}
+        return [a for a in addresses if a not in bouncing]
+    else:
+        raise ValueError(f"unknown audience {notice.audience!r}")
+    ours = {address_key(a) for a in identity.support_addresses}
+    # Never mail ourselves (a loop) or an address known to bounce.
+    return [c.address for c in candidates if not c.bouncing and c.address_key not in ours]
+
+
+def _details(plan: Plan, decision: ThreadDecision, facts: MailFacts) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "classification": str(facts.classification.kind),
+        "referenced": [format_case_number(n) for n in decision.referenced],
+    }
+    if plan.notes:
+        details["notes"] = list(plan.notes)
+    if facts.classification.is_automatic:
+        details["classification_reasons"] = list(facts.classification.reasons)
+    if facts.staff_claimed and not facts.is_staff:
+        details["unauthenticated_staff_address"] = True
+    if facts.parsed.defects:
+        details["defects"] = list(facts.parsed.defects)[:20]
+    if facts.body.signature:
+        details["signature"] = facts.body.signature
+    if facts.fields.severity_source:
+        details["severity_source"] = facts.fields.severity_source
+    return details

@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Processing one accepted message: read it, decide, and carry the decision out.
+
+The reading steps (parse, classify, body text, case fields) are pure and run outside any transaction;
+the blobs of attachments are written before it. The deciding and writing happen in one transaction
+that also marks the inbound row processed, so a message is processed exactly once: a crash before the
+commit leaves the row 'accepted' to be processed again, and a crash after it leaves nothing to redo.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from intake.apply import MailFacts, apply_plan
+from intake.body import extract_body
+from intake.classify import classify
+from intake.fields import extract_fields
+from intake.parse import ParsedMail, parse
+from intake.plan import CaseView, MailView, plan_mail
+from intake.resolve import ThreadFacts, resolve_thread
+from intake.trust import StaffPolicy, sender_authenticated
+from store import cases, inbound
+from store.blobs import BlobStore
+from store.cases import NewAttachment
+from store.contacts import address_key
+from store.db import unit_of_work
+from store.mailing import Identity
+from store.models import Inbound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    identity: Identity
+    staff: StaffPolicy
+    trusted_transports: frozenset[str] = frozenset()
+    max_attempts: int = 3
+
+
+def process_inbound(engine: Engine, blobs: BlobStore, inbound_id: int, cfg: IntakeConfig,
+                    clock: Callable[[], datetime]) -> str | None:
+    """Process one inbound row; return its outcome (None if it was already processed)."""
+    with unit_of_work(engine) as s:
+        row = s.get(Inbound, inbound_id)
+        if row is None or row.state != "accepted":
+            return None
+        row.attempts += 1
+        snapshot = (row.sha256, row.mail_from, tuple(row.rcpt_tos), row.transport)
+    sha, mail_from, rcpt_tos, transport = snapshot
+    try:
+        facts = read_mail(blobs.get(sha), mail_from=mail_from, rcpt_tos=rcpt_tos, transport=transport, cfg=cfg,
+                          blobs=blobs)
+        with unit_of_work(engine) as s:
+            row = s.get(Inbound, inbound_id)
+            if row is None or row.state != "accepted":
+                return None
+            return decide_and_apply(s, row, facts, cfg, clock())
+    except Exception as exc:
+        log.exception("processing inbound=%s failed", inbound_id)
+        _record_failure(engine, inbound_id, exc, cfg, clock())
+        raise
+
+
+def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], transport: str,
+              cfg: IntakeConfig, blobs: BlobStore) -> MailFacts:
+    """Everything the decision needs from the message itself; writes only attachment blobs."""
+    parsed = parse(raw)
+    classification = classify(parsed.tree, mail_from=mail_from,
+                              loop_ids=frozenset({cfg.identity.instance_id}))
+    body = extract_body(parsed.text, parsed.html)
+    fields = extract_fields(parsed.subject, body.visible, parsed.headers)
+    attachments = tuple(
+        NewAttachment(filename=a.filename, declared_type=a.declared_type, sniffed_type=a.sniffed_type,
+                      size=a.size, sha256=blobs.put(a.content), content_id=a.content_id, inline=a.inline)
+        for a in parsed.attachments
+    )
+    sender, sender_name = _sender(parsed, mail_from)
+    is_staff = bool(sender) and cfg.staff.is_staff_address(sender) and (
+        transport in cfg.trusted_transports
+        or sender_authenticated(parsed.headers.get("authentication-results", ()), sender,
+                                cfg.staff.trusted_authserv_ids)
+    )
+    return MailFacts(
+        parsed=parsed,
+        classification=classification,
+        body=body,
+        fields=fields,
+        attachments=attachments,
+        sender=sender,
+        sender_name=sender_name,
+        is_staff=is_staff,
+        staff_claimed=bool(sender) and cfg.staff.is_staff_address(sender),
+        recipients=rcpt_tos,
+    )
+
+
+def _sender(parsed: ParsedMail, mail_from: str | None) -> tuple[str, str]:
+    if parsed.from_ is not None and "@" in parsed.from_.address:
+        return parsed.from_.address, parsed.from_.name
+    if mail_from and "@" in mail_from:
+        return mail_from, ""
+    return "", ""
+
+
+def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConfig, now: datetime) -> str:
+    earlier = inbound.find_earlier_copy(s, row)
+    if earlier is not None:
+        inbound.finish(s, row, outcome="duplicate", reason=f"same message as inbound {earlier.id}",
+                       case_id=earlier.case_id, now=now)
+        return "duplicate"
+    if not facts.sender:
+        inbound.finish(s, row, outcome="rejected", reason="the message has no sender address", case_id=None,
+                       now=now)
+        return "rejected"
+
+    parsed = facts.parsed
+    thread = ThreadFacts(
+        header_ids=parsed.in_reply_to + parsed.references,
+        recipients=facts.recipients + tuple(a.address for a in (*parsed.to, *parsed.cc)),
+        text=facts.body.full,
+        subject=parsed.subject,
+    )
+    decision = resolve_thread(thread, cfg.identity.signer, cfg.identity.support_addresses)
+    case = cases.get_case(s, decision.case_number) if decision.case_number is not None else None
+    view = None
+    if case is not None:
+        people = {case.requester.address_key, *(p.contact.address_key for p in cases.participants(s, case))}
+        view = CaseView(case.number, case.status, frozenset(people))
+    mail = MailView(
+        sender=address_key(facts.sender),
+        is_staff=facts.is_staff,
+        automatic=facts.classification.is_automatic,
+        kind=str(facts.classification.kind),
+    )
+    plan = plan_mail(mail, decision, view)
+    case_id = apply_plan(s, row, plan, decision, facts, case, cfg.identity, cfg.staff, now)
+    inbound.finish(s, row, outcome=plan.outcome, reason=plan.reason or "; ".join(plan.notes) or None,
+                   case_id=case_id, now=now)
+    return plan.outcome
+
+
+def _record_failure(engine: Engine, inbound_id: int, exc: Exception, cfg: IntakeConfig, now: datetime) -> None:
+    # A message that keeps failing is quarantined with the reason, never dropped: the raw bytes stay in
+    # the blob store and the row says what went wrong, for an operator to look at and re-run.
+    try:
+        with unit_of_work(engine) as s:
+            row = s.get(Inbound, inbound_id)
+            if row is None or row.state != "accepted":
+                return
+            row.reason = f"{type(exc).__name__}: {exc}"[:2000]
+            if row.attempts >= cfg.max_attempts:
+                inbound.finish(s, row, outcome="quarantined", reason=row.reason, case_id=None, now=now)
+    except Exception:  # noqa: BLE001 - the store itself is failing; the row stays accepted for a retry.
+        log.exception("could not record the failure of inbound=%s", inbound_id)

@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The loop that processes accepted mail, woken at once by each accept and on a timer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from intake.process import IntakeConfig, process_inbound
+from store import inbound
+from store.blobs import BlobStore
+from store.db import RunInThread, read_only, unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+class IntakeWorker:
+    def __init__(self, engine: Engine, blobs: BlobStore, cfg: IntakeConfig, *, clock: Callable[[], datetime],
+                 run: RunInThread, on_outbox: Callable[[], None], batch: int = 200) -> None:
+        self._engine = engine
+        self._blobs = blobs
+        self._cfg = cfg
+        self._clock = clock
+        self._run = run
+        self._on_outbox = on_outbox
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self.processed = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
+        """Process until stop is set; the current message is always finished first."""
+        while not stop.is_set():
+            done = await self.drain()
+            if done:
+                continue
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+
+    async def drain(self) -> int:
+        """Process every pending message once; return how many were processed."""
+        ids = await self._run(self._pending)
+        for inbound_id in ids:
+            try:
+                await self._run(lambda i=inbound_id: process_inbound(self._engine, self._blobs, i, self._cfg,
+                                                                     self._clock))
+            except Exception:  # noqa: BLE001 - logged and recorded by process_inbound; go on with the next.
+                continue
+            self.processed += 1
+        if ids:
+            self._on_outbox()
+        return len(ids)
+
+    def _pending(self) -> list[int]:
+        self._quarantine_exhausted()
+        with read_only(self._engine) as s:
+            return inbound.pending_ids(s, limit=self._batch, max_attempts=self._cfg.max_attempts)
+
+    def _quarantine_exhausted(self) -> None:
+        # A message whose processing crashed the daemon itself (so no failure could be recorded) has
+        # used up its attempts while still 'accepted'; give it its outcome rather than leave it forever.
+        with unit_of_work(self._engine) as s:
+            for row in inbound.exhausted(s, max_attempts=self._cfg.max_attempts):
+                inbound.finish(s, row, outcome="quarantined",
+                               reason=row.reason or "processing was interrupted repeatedly", case_id=None,
+                               now=self._clock())

@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Turning an outbox intent into the bytes of a mail.
+
+Templates come in threes per key: <key>.subject.j2, <key>.txt.j2 and <key>.html.j2, sharing one layout.
+A folder named in the config is searched first, so an operator can override any of them. The
+environment is sandboxed (templates may be edited by operators), undefined names are errors rather than
+empty strings, and only the HTML templates are autoescaped, so customer-controlled text (subjects,
+names, file names) can never become markup. Header values are set through the email library, which
+folds them and refuses line breaks, so that text can never become a header either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+# RFC 3834: an acknowledgement is a reply generated automatically; notifications are generated
+# automatically but answer nothing. A staff member's reply relayed to the customer is a person's mail
+# and is not marked, so the customer's own tools treat it as the human message it is.
+AUTO_SUBMITTED = {"customer/ack": "auto-replied", "customer/reply": None}
+AUTO_SUBMITTED_DEFAULT = "auto-generated"
+
+
+@dataclass(frozen=True)
+class Sender:
+    address: str
+    name: str
+    instance_id: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    subject: str
+    text: str
+
+
+def make_environment(override_dir: Path | None = None) -> ImmutableSandboxedEnvironment:
+    loaders = [FileSystemLoader(str(override_dir))] if override_dir else []
+    loaders.append(FileSystemLoader(str(DEFAULT_TEMPLATES)))
+    return ImmutableSandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+class Renderer:
+    def __init__(self, env: ImmutableSandboxedEnvironment, sender: Sender) -> None:
+        self._env = env
+        self._sender = sender
+
+    def render(self, *, template: str, context: dict[str, Any], recipients: list[str], message_id: str,
+               now: datetime) -> Rendered:
+        ctx = {**context, "support": {"address": self._sender.address, "name": self._sender.name}}
+        subject = " ".join(self._env.get_template(f"{template}.subject.j2").render(ctx).split())
+        text = self._env.get_template(f"{template}.txt.j2").render(ctx)
+        html = self._env.get_template(f"{template}.html.j2").render(ctx)
+
+        msg = EmailMessage()
+        msg["From"] = formataddr((self._sender.name, self._sender.address))
+        msg["To"] = ", ".join(recipients)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = message_id
+        headers = context.get("headers", {})
+        if headers.get("in_reply_to"):
+            msg["In-Reply-To"] = headers["in_reply_to"]
+        if headers.get("references"):
+            msg["References"] = " ".join(headers["references"])
+        if headers.get("reply_to"):
+            msg["Reply-To"] = formataddr((self._sender.name, headers["reply_to"]))
+        auto = AUTO_SUBMITTED.get(template, AUTO_SUBMITTED_DEFAULT)
+        if auto:
+            msg["Auto-Submitted"] = auto
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-Casemail-Loop"] = self._sender.instance_id
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
+        return Rendered(data=msg.as_bytes(policy=SMTP), subject=subject, text=text)

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Contacts: the people casemail exchanges mail with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Contact
+
+
+def address_key(address: str) -> str:
+    """The key two spellings of one mailbox share.
+
+    Strictly, only the domain of an address is case-insensitive (RFC 5321); in practice no mail
+    provider hands out local parts that differ only in case, while customers do type "John.Doe@" and
+    "john.doe@" for the same mailbox. Matching case-insensitively is what keeps one person one contact.
+    """
+    return address.strip().lower()
+
+
+def get_contact(s: Session, address: str) -> Contact | None:
+    return s.scalar(select(Contact).where(Contact.address_key == address_key(address)))
+
+
+def ensure_contact(
+    s: Session, address: str, *, display_name: str = "", role: str = "customer", now: datetime
+) -> Contact:
+    """Find the contact for an address, creating it on first sight.
+
+    The display name is filled from the first mail that gives one; later mails do not overwrite a name
+    the person has set.
+    """
+    contact = get_contact(s, address)
+    if contact is None:
+        contact = Contact(
+            address=address.strip(),
+            address_key=address_key(address),
+            display_name=display_name[:200],
+            role=role,
+            notify="every",
+            bouncing=False,
+            created_at=now,
+        )
+        s.add(contact)
+        s.flush()
+    elif display_name and not contact.display_name:
+        contact.display_name = display_name[:200]
+    if role == "staff" and contact.role != "staff":
+        contact.role = "staff"
+    return contact

@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The inbound log: every message received, and what became of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Inbound
+
+# The outcomes a processed message can have (DESIGN.md's vocabulary).
+OUTCOMES = (
+    "new-case",       # opened a case
+    "comment",        # added to an existing case
+    "system-event",   # automatic mail recorded on its case as an event
+    "duplicate",      # the same message was already processed
+    "ignored",        # automatic mail that belongs to no case
+    "bounce",         # a delivery report about one of our mails
+    "rejected",       # refused by policy, with the reason
+    "quarantined",    # could not be processed; kept for an operator, with the reason
+)
+
+
+def record_inbound(
+    s: Session,
+    *,
+    transport: str,
+    mail_from: str | None,
+    rcpt_tos: Sequence[str],
+    message_id: str | None,
+    sha256: str,
+    size: int,
+    now: datetime,
+) -> Inbound:
+    row = Inbound(
+        transport=transport,
+        mail_from=mail_from,
+        rcpt_tos=list(rcpt_tos),
+        message_id=message_id,
+        sha256=sha256,
+        size=size,
+        received_at=now,
+        state="accepted",
+        attempts=0,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def pending_ids(s: Session, *, limit: int = 100, max_attempts: int) -> list[int]:
+    """Accepted messages not yet processed, oldest first."""
+    q = (
+        select(Inbound.id)
+        .where(Inbound.state == "accepted", Inbound.attempts < max_attempts)
+        .order_by(Inbound.id)
+        .limit(limit)
+    )
+    return list(s.scalars(q))
+
+
+def find_earlier_copy(s: Session, row: Inbound) -> Inbound | None:
+    """An earlier, processed message that this one duplicates.
+
+    The same bytes are a duplicate wherever they came from. A message that arrives twice with the same
+    Message-ID and envelope sender but different bytes (an MTA added a Received line, or IMAP and LMTP
+    both delivered it) is a duplicate too. A Message-ID alone is not enough: anybody can reuse one, and
+    a stranger must not be able to suppress somebody else's mail by sending its Message-ID first.
+    """
+    by_hash = s.scalar(
+        select(Inbound)
+        .where(Inbound.sha256 == row.sha256, Inbound.id != row.id, Inbound.state == "processed",
+               Inbound.outcome != "duplicate")
+        .order_by(Inbound.id)
+        .limit(1)
+    )
+    if by_hash is not None or not row.message_id:
+        return by_hash
+    return s.scalar(
+        select(Inbound)
+        .where(
+            Inbound.message_id == row.message_id,
+            Inbound.mail_from == row.mail_from,
+            Inbound.id != row.id,
+            Inbound.state == "processed",
+            Inbound.outcome != "duplicate",
+        )
+        .order_by(Inbound.id)
+        .limit(1)
+    )
+
+
+def finish(s: Session, row: Inbound, *, outcome: str, reason: str | None, case_id: int | None,
+           now: datetime) -> None:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    row.state = "processed"
+    row.outcome = outcome
+    row.reason = reason
+    row.case_id = case_id
+    row.processed_at = now
+
+
+def exhausted(s: Session, *, max_attempts: int) -> list[Inbound]:
+    """Accepted messages that have used up their processing attempts."""
+    q = select(Inbound).where(Inbound.state == "accepted", Inbound.attempts >= max_attempts)
+    return list(s.scalars(q))

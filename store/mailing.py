@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Queueing a mail about a case: the identity every outgoing mail carries.
+
+Intake and the CLI both queue mail about cases; the notifier only renders and sends. Everything that
+ties a mail to its case (the signed Message-ID, the signed reply address, the footer token and the
+References chain) is fixed here, when the mail is queued, so every retry sends the same mail.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store import outbox
+from store.codes import Signer, format_case_number, format_tag, tag_subject
+from store.models import Case, Entry, Outbox
+
+# How many earlier Message-IDs a References header carries: the first mail of the case and the
+# most recent ones are what clients need to thread; the whole chain would grow without bound.
+REFERENCES_KEPT = 10
+
+
+def _unique() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who casemail is on the wire, and how it signs what it sends."""
+
+    signer: Signer
+    support_addresses: tuple[str, ...]
+    support_name: str
+    instance_id: str
+    new_unique: Callable[[], str] = field(default=_unique)
+
+    @property
+    def support_address(self) -> str:
+        return self.support_addresses[0]
+
+    @property
+    def domain(self) -> str:
+        return self.support_address.rpartition("@")[2]
+
+
+def case_summary(case: Case) -> dict[str, Any]:
+    """A JSON-safe snapshot of a case for a template context."""
+    return {
+        "number": format_case_number(case.number),
+        "tag": format_tag(case.number),
+        "subject": case.subject,
+        "tagged_subject": tag_subject(case.number, case.subject),
+        "status": case.status,
+        "severity": case.severity,
+        "severity_source": case.severity_source,
+        "production_down": case.production_down,
+        "product": case.product,
+        "version": case.version,
+        "requester_name": case.requester.display_name,
+        "requester_address": case.requester.address,
+        "follow_up_of": format_case_number(case.follow_up_of.number) if case.follow_up_of else None,
+        "created_at": case.created_at.isoformat(),
+    }
+
+
+def thread_ids(s: Session, case: Case) -> list[str]:
+    """The Message-IDs of the case's mails so far, oldest first."""
+    q = select(Entry.message_id).where(Entry.case_id == case.id, Entry.message_id.is_not(None)).order_by(Entry.id)
+    return [m for m in s.scalars(q) if m]
+
+
+def queue_case_mail(
+    s: Session,
+    case: Case,
+    *,
+    identity: Identity,
+    template: str,
+    recipients: Sequence[str],
+    now: datetime,
+    in_reply_to: str | None = None,
+    extra: dict[str, Any] | None = None,
+    note: bool = False,
+) -> Outbox:
+    """Queue one mail about a case, in the caller's transaction."""
+    ids = thread_ids(s, case)
+    references = ids[:1] + ids[1:][-(REFERENCES_KEPT - 1):] if ids else []
+    if in_reply_to and in_reply_to not in references:
+        references.append(in_reply_to)
+    message_id = identity.signer.mint_message_id(case.number, identity.new_unique(), identity.domain)
+    context: dict[str, Any] = {
+        "case": case_summary(case),
+        "headers": {
+            "message_id": message_id,
+            "in_reply_to": _bracket(in_reply_to or (ids[-1] if ids else None)),
+            "references": [_bracket(r) for r in references],
+            "reply_to": identity.signer.reply_address(case.number, identity.support_address, note=note),
+        },
+        "footer_token": identity.signer.footer_token(case.number),
+        **(extra or {}),
+    }
+    return outbox.enqueue(s, template=template, context=context, recipients=recipients,
+                          message_id=message_id, case_id=case.id, now=now)
+
+
+def _bracket(message_id: str | None) -> str | None:
+    if not message_id:
+        return None
+    m = message_id.strip()
+    return m if m.startswith("<") else f"<{m}>"

@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The outbox: mail waiting to be sent, and what became of each one.
+
+Rows move queued -> sending -> sent, or back to queued with a later next_attempt_at after a temporary
+failure, or to failed with the reason after a permanent one. Nothing is ever deleted. A row left in
+'sending' by a crashed or killed daemon is taken again once its lease has run out; sending is
+therefore at-least-once, and the Message-ID fixed at queueing time lets receivers drop the rare
+duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from store.models import Outbox
+
+
+def enqueue(
+    s: Session,
+    *,
+    template: str,
+    context: dict[str, Any],
+    recipients: Sequence[str],
+    message_id: str,
+    case_id: int | None,
+    now: datetime,
+) -> Outbox:
+    row = Outbox(
+        case_id=case_id,
+        template=template,
+        context=context,
+        recipients=list(recipients),
+        message_id=message_id,
+        state="queued",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int) -> list[Outbox]:
+    """Take up to `limit` rows that are due, marking them 'sending' in the caller's transaction.
+
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets several daemons claim side by side without waiting for
+    or duplicating each other. SQLite drops that clause, but there the transaction began with BEGIN
+    IMMEDIATE and holds the only write lock, which gives the same guarantee.
+    """
+    due = or_(
+        (Outbox.state == "queued") & (Outbox.next_attempt_at <= now),
+        (Outbox.state == "sending") & (Outbox.claimed_at < now - lease),
+    )
+    q = select(Outbox).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+    rows = list(s.scalars(q.with_for_update(skip_locked=True)))
+    for row in rows:
+        row.state = "sending"
+        row.claimed_at = now
+        row.attempts += 1
+    s.flush()
+    return rows
+
+
+def set_rendered(s: Session, outbox_id: int, sha256: str) -> None:
+    s.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.rendered_sha256.is_(None))
+              .values(rendered_sha256=sha256))
+
+
+def mark_sent(s: Session, row: Outbox, *, now: datetime) -> None:
+    row.state = "sent"
+    row.sent_at = now
+    row.last_error = None
+
+
+def retry_later(s: Session, row: Outbox, *, error: str, at: datetime) -> None:
+    row.state = "queued"
+    row.next_attempt_at = at
+    row.last_error = error[:2000]
+
+
+def mark_failed(s: Session, row: Outbox, *, error: str) -> None:
+    row.state = "failed"
+    row.last_error = error[:2000]
+
+
+def pending_count(s: Session) -> int:
+    from sqlalchemy import func
+
+    return int(s.scalar(select(func.count()).select_from(Outbox).where(Outbox.state.in_(("queued", "sending")))) or 0)
+
+
+def get(s: Session, outbox_id: int) -> Outbox | None:
+    return s.get(Outbox, outbox_id)
+
+
+def next_due_at(s: Session) -> datetime | None:
+    from sqlalchemy import func
+
+    return s.scalar(select(func.min(Outbox.next_attempt_at)).where(Outbox.state == "queued"))
+
+
+def release_claims(s: Session) -> int:
+    """Put every row left in 'sending' back in the queue.
+
+    Only safe when no other daemon can be sending: the SQLite deployment, where a file lock makes
+    this daemon the only one. There a restart need not wait for the lease of a killed predecessor.
+    """
+    result = s.execute(update(Outbox).where(Outbox.state == "sending").values(state="queued"))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
