@@ -16,10 +16,10 @@ from intake.parse import ParsedMail
 from intake.plan import Notice, Plan
 from intake.resolve import ThreadDecision
 from intake.trust import StaffPolicy
-from store import cases
+from store import cases, outbox
 from store.codes import clean_subject, format_case_number
-from store.contacts import address_key, ensure_contact, get_contact
-from store.mailing import Identity, queue_case_mail
+from store.contacts import address_key, ensure_contact, get_contact, mark_bouncing
+from store.mailing import Identity, queue_case_mail, queue_notice
 from store.models import Case, Contact, Inbound
 
 DEFAULT_SEVERITY = 3
@@ -34,6 +34,8 @@ class MailFacts:
     body: BodyText
     fields: CaseFields
     attachments: tuple[cases.NewAttachment, ...]
+    refused_attachments: tuple[tuple[str, str], ...]
+    dangerous_attachments: tuple[str, ...]
     sender: str
     sender_name: str
     is_staff: bool          # a staff address with an authenticated sender
@@ -53,10 +55,17 @@ def apply_plan(
     now: datetime,
 ) -> int | None:
     """Write what the plan says; return the id of the case the mail ended up on, if any."""
+    if facts.classification.bounce is not None:
+        _record_bounce(s, facts, now)
     if plan.action == "ignore":
         return None
     author = ensure_contact(s, facts.sender, display_name=facts.sender_name,
                             role="staff" if facts.is_staff else "customer", now=now)
+    if plan.action == "hold":
+        for notice in plan.notices:
+            queue_notice(s, identity=identity, template=notice.template, recipients=[author.address], now=now,
+                         in_reply_to=facts.parsed.message_id)
+        return None
     details = _details(plan, decision, facts)
 
     if plan.action == "system-event":
@@ -90,8 +99,15 @@ def apply_plan(
         },
         "notes": list(plan.notes),
         "related_to": format_case_number(plan.related_to) if plan.related_to else None,
+        "not_kept": [{"filename": n, "reason": r} for n, r in facts.refused_attachments],
+        "dangerous": list(facts.dangerous_attachments),
     }
-    for notice in plan.notices:
+    notices = list(plan.notices)
+    if facts.refused_attachments and not any(n.audience == "sender" for n in notices):
+        # The sender must learn which files did not arrive; a new case's acknowledgement says it, a
+        # comment gets a short notice of its own.
+        notices.append(Notice("customer/not_kept", "sender"))
+    for notice in notices:
         recipients = _recipients(s, notice, case, author, identity, staff)
         if recipients:
             queue_case_mail(s, case, identity=identity, template=notice.template, recipients=recipients,
@@ -155,6 +171,29 @@ def _recipients(s: Session, notice: Notice, case: Case, author: Contact, identit
     return [c.address for c in candidates if not c.bouncing and c.address_key not in ours]
 
 
+def _record_bounce(s: Session, facts: MailFacts, now: datetime) -> None:
+    """Mark the mail that bounced as failed and, for a hard bounce, stop mailing the address.
+
+    Only a bounce that names one of our own Message-IDs changes anything, and only for addresses that
+    mail was sent to: otherwise a forged "bounce" could silence mail to anybody.
+    """
+    bounce = facts.classification.bounce
+    assert bounce is not None
+    reason = bounce.diagnostic or ("permanent failure" if bounce.permanent else "delivery delayed")
+    for message_id in bounce.original_message_ids:
+        row = outbox.find_by_message_id(s, message_id)
+        if row is None:
+            continue
+        if bounce.permanent:
+            outbox.mark_bounced(s, row, reason=reason)
+            sent_to = {address_key(r) for r in row.recipients}
+            for recipient in bounce.recipients:
+                if address_key(recipient) in sent_to:
+                    mark_bouncing(s, recipient, reason=reason, now=now)
+        elif row.last_error is None:
+            row.last_error = f"delayed: {reason}"[:2000]
+
+
 def _details(plan: Plan, decision: ThreadDecision, facts: MailFacts) -> dict[str, Any]:
     details: dict[str, Any] = {
         "classification": str(facts.classification.kind),
@@ -166,6 +205,13 @@ def _details(plan: Plan, decision: ThreadDecision, facts: MailFacts) -> dict[str
         details["classification_reasons"] = list(facts.classification.reasons)
     if facts.staff_claimed and not facts.is_staff:
         details["unauthenticated_staff_address"] = True
+    if facts.refused_attachments:
+        details["attachments_not_kept"] = [{"filename": n, "reason": r} for n, r in facts.refused_attachments]
+    if facts.dangerous_attachments:
+        details["dangerous_attachments"] = list(facts.dangerous_attachments)
+    if facts.classification.bounce is not None:
+        b = facts.classification.bounce
+        details["bounce"] = {"permanent": b.permanent, "recipients": list(b.recipients), "diagnostic": b.diagnostic}
     if facts.parsed.defects:
         details["defects"] = list(facts.parsed.defects)[:20]
     if facts.body.signature:

@@ -29,6 +29,8 @@ class MailView:
     is_staff: bool              # a staff address whose sender is trusted
     automatic: bool             # auto-reply, bounce, list mail...
     kind: str                   # the classification's kind
+    recent_new_cases: int = 0   # cases this sender opened in the last hour
+    rate_notice_sent: bool = False   # whether they were already told of the limit this hour
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Notice:
 
 @dataclass(frozen=True)
 class Plan:
-    action: str                 # "new-case" | "comment" | "system-event" | "ignore"
+    action: str                 # "new-case" | "comment" | "system-event" | "ignore" | "hold"
     case_number: int | None     # the case commented on, or recorded on (None for a new case)
     entry_kind: str = "customer_message"
     visibility: str = "public"
@@ -56,10 +58,24 @@ class Plan:
 ACK = Notice("customer/ack", "sender")
 
 
-def plan_mail(mail: MailView, decision: ThreadDecision, case: CaseView | None) -> Plan:
+def plan_mail(mail: MailView, decision: ThreadDecision, case: CaseView | None, *,
+              new_case_cap: int = 20) -> Plan:
     """Decide what a mail does, given who sent it, what it threads to and what that case is."""
     if mail.automatic:
         return _plan_automatic(mail, case)
+    plan = _plan_human(mail, decision, case)
+    if plan.action == "new-case" and not mail.is_staff and mail.recent_new_cases >= new_case_cap:
+        # A flood from one sender (or an autoresponder no header gives away) must not become a flood
+        # of cases and acknowledgements. The mail is kept, not dropped, and the sender is told once.
+        return Plan(
+            "hold", None, outcome="rejected",
+            reason=f"rate limit: {mail.recent_new_cases} new cases from this sender in the last hour",
+            notices=() if mail.rate_notice_sent else (Notice("customer/rate_limited", "sender"),),
+        )
+    return plan
+
+
+def _plan_human(mail: MailView, decision: ThreadDecision, case: CaseView | None) -> Plan:
 
     if case is None:
         notes = (decision.refused,) if decision.refused else ()

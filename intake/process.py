@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -21,11 +21,12 @@ from intake.apply import MailFacts, apply_plan
 from intake.body import extract_body
 from intake.classify import classify
 from intake.fields import extract_fields
+from intake.limits import AttachmentLimits, judge_attachments
 from intake.parse import ParsedMail, parse
 from intake.plan import CaseView, MailView, plan_mail
 from intake.resolve import ThreadFacts, resolve_thread
 from intake.trust import StaffPolicy, sender_authenticated
-from store import cases, inbound
+from store import cases, inbound, outbox
 from store.blobs import BlobStore
 from store.cases import NewAttachment
 from store.contacts import address_key
@@ -42,6 +43,8 @@ class IntakeConfig:
     staff: StaffPolicy
     trusted_transports: frozenset[str] = frozenset()
     max_attempts: int = 3
+    attachment_limits: AttachmentLimits = AttachmentLimits()
+    new_cases_per_hour: int = 20
 
 
 def process_inbound(engine: Engine, blobs: BlobStore, inbound_id: int, cfg: IntakeConfig,
@@ -76,10 +79,11 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
                               loop_ids=frozenset({cfg.identity.instance_id}))
     body = extract_body(parsed.text, parsed.html)
     fields = extract_fields(parsed.subject, body.visible, parsed.headers)
+    verdict = judge_attachments(parsed.attachments, cfg.attachment_limits)
     attachments = tuple(
         NewAttachment(filename=a.filename, declared_type=a.declared_type, sniffed_type=a.sniffed_type,
                       size=a.size, sha256=blobs.put(a.content), content_id=a.content_id, inline=a.inline)
-        for a in parsed.attachments
+        for a in verdict.kept
     )
     sender, sender_name = _sender(parsed, mail_from)
     is_staff = bool(sender) and cfg.staff.is_staff_address(sender) and (
@@ -93,6 +97,8 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
         body=body,
         fields=fields,
         attachments=attachments,
+        refused_attachments=verdict.refused,
+        dangerous_attachments=verdict.dangerous,
         sender=sender,
         sender_name=sender_name,
         is_staff=is_staff,
@@ -121,8 +127,10 @@ def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConf
         return "rejected"
 
     parsed = facts.parsed
+    bounce = facts.classification.bounce
     thread = ThreadFacts(
-        header_ids=parsed.in_reply_to + parsed.references,
+        # A bounce names the mail that bounced inside its report, not in its own headers.
+        header_ids=parsed.in_reply_to + parsed.references + (bounce.original_message_ids if bounce else ()),
         recipients=facts.recipients + tuple(a.address for a in (*parsed.to, *parsed.cc)),
         text=facts.body.full,
         subject=parsed.subject,
@@ -133,13 +141,18 @@ def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConf
     if case is not None:
         people = {case.requester.address_key, *(p.contact.address_key for p in cases.participants(s, case))}
         view = CaseView(case.number, case.status, frozenset(people))
+    sender_key = address_key(facts.sender)
+    hour_ago = now - timedelta(hours=1)
     mail = MailView(
-        sender=address_key(facts.sender),
+        sender=sender_key,
         is_staff=facts.is_staff,
         automatic=facts.classification.is_automatic,
         kind=str(facts.classification.kind),
+        recent_new_cases=cases.count_cases_since(s, sender_key, hour_ago),
+        rate_notice_sent=outbox.sent_to_since(s, template="customer/rate_limited", recipient_key=sender_key,
+                                              since=hour_ago) > 0,
     )
-    plan = plan_mail(mail, decision, view)
+    plan = plan_mail(mail, decision, view, new_case_cap=cfg.new_cases_per_hour)
     case_id = apply_plan(s, row, plan, decision, facts, case, cfg.identity, cfg.staff, now)
     inbound.finish(s, row, outcome=plan.outcome, reason=plan.reason or "; ".join(plan.notes) or None,
                    case_id=case_id, now=now)

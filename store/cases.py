@@ -67,6 +67,15 @@ def create_case(
     return case
 
 
+def count_cases_since(s: Session, requester_key: str, since: datetime) -> int:
+    """How many cases a requester has opened since a moment (for the per-sender rate limit)."""
+    from sqlalchemy import func
+
+    q = (select(func.count()).select_from(Case).join(Contact, Contact.id == Case.requester_id)
+         .where(Contact.address_key == requester_key, Case.created_at >= since))
+    return int(s.scalar(q) or 0)
+
+
 def get_case(s: Session, number: int) -> Case | None:
     return s.scalar(select(Case).where(Case.number == number))
 

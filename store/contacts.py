@@ -51,3 +51,24 @@ def ensure_contact(
     if role == "staff" and contact.role != "staff":
         contact.role = "staff"
     return contact
+
+
+def mark_bouncing(s: Session, address: str, *, reason: str, now: datetime) -> Contact:
+    """Stop mailing an address that hard-bounced, until an operator clears it."""
+    contact = ensure_contact(s, address, now=now)
+    contact.bouncing = True
+    contact.bounce_reason = reason[:2000]
+    return contact
+
+
+def clear_bouncing(s: Session, address: str) -> bool:
+    contact = get_contact(s, address)
+    if contact is None or not contact.bouncing:
+        return False
+    contact.bouncing = False
+    contact.bounce_reason = None
+    return True
+
+
+def bouncing_contacts(s: Session) -> list[Contact]:
+    return list(s.scalars(select(Contact).where(Contact.bouncing.is_(True)).order_by(Contact.address_key)))

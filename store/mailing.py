@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from store import outbox
 from store.codes import Signer, format_case_number, format_tag, tag_subject
-from store.models import Case, Entry, Outbox
+from store.contacts import address_key
+from store.models import Case, Contact, Entry, Outbox
 
 # How many earlier Message-IDs a References header carries: the first mail of the case and the
 # most recent ones are what clients need to thread; the whole chain would grow without bound.
@@ -86,8 +87,15 @@ def queue_case_mail(
     in_reply_to: str | None = None,
     extra: dict[str, Any] | None = None,
     note: bool = False,
-) -> Outbox:
-    """Queue one mail about a case, in the caller's transaction."""
+) -> Outbox | None:
+    """Queue one mail about a case, in the caller's transaction.
+
+    Addresses marked as bouncing are left out (mailing them again only earns another bounce); when no
+    recipient is left nothing is queued and None is returned.
+    """
+    recipients = deliverable(s, recipients)
+    if not recipients:
+        return None
     ids = thread_ids(s, case)
     references = ids[:1] + ids[1:][-(REFERENCES_KEPT - 1):] if ids else []
     if in_reply_to and in_reply_to not in references:
@@ -108,8 +116,39 @@ def queue_case_mail(
                           message_id=message_id, case_id=case.id, now=now)
 
 
+def deliverable(s: Session, recipients: Sequence[str]) -> list[str]:
+    keys = {address_key(r) for r in recipients}
+    bouncing = set(s.scalars(select(Contact.address_key).where(Contact.address_key.in_(keys),
+                                                               Contact.bouncing.is_(True))))
+    return [r for r in recipients if address_key(r) not in bouncing]
+
+
 def _bracket(message_id: str | None) -> str | None:
     if not message_id:
         return None
     m = message_id.strip()
     return m if m.startswith("<") else f"<{m}>"
+
+
+def queue_notice(
+    s: Session,
+    *,
+    identity: Identity,
+    template: str,
+    recipients: Sequence[str],
+    now: datetime,
+    in_reply_to: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Outbox | None:
+    """Queue a mail that belongs to no case (e.g. the notice that a sender hit the rate limit)."""
+    recipients = deliverable(s, recipients)
+    if not recipients:
+        return None
+    message_id = f"<cm.notice.{identity.new_unique()}@{identity.domain}>"
+    context: dict[str, Any] = {
+        "headers": {"message_id": message_id, "in_reply_to": _bracket(in_reply_to),
+                    "references": [_bracket(in_reply_to)] if in_reply_to else [], "reply_to": None},
+        **(extra or {}),
+    }
+    return outbox.enqueue(s, template=template, context=context, recipients=recipients, message_id=message_id,
+                          case_id=None, now=now)

@@ -113,3 +113,22 @@ def release_claims(s: Session) -> int:
     """
     result = s.execute(update(Outbox).where(Outbox.state == "sending").values(state="queued"))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def find_by_message_id(s: Session, message_id: str) -> Outbox | None:
+    bare = message_id.strip().strip("<>")
+    return s.scalar(select(Outbox).where(Outbox.message_id == f"<{bare}>"))
+
+
+def mark_bounced(s: Session, row: Outbox, *, reason: str) -> None:
+    """A mail the relay accepted came back as undeliverable: it failed after all."""
+    row.state = "failed"
+    row.last_error = f"bounced: {reason}"[:2000]
+
+
+def sent_to_since(s: Session, *, template: str, recipient_key: str, since: datetime) -> int:
+    """How many mails of one template were queued for one address since a moment."""
+    q = select(Outbox.recipients).where(Outbox.template == template, Outbox.created_at >= since)
+    # Recipients are a JSON list, so the address is matched here; the rows are the few recent ones of
+    # one template.
+    return sum(1 for (rcpts,) in s.execute(q) if any(r.lower() == recipient_key for r in rcpts or ()))

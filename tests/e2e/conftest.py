@@ -65,6 +65,28 @@ class RunningDaemon:
     stop: asyncio.Event
     task: asyncio.Task[None]
 
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until every accepted mail is processed and every due mail has been handled."""
+        from sqlalchemy import create_engine, func, select
+
+        from store.models import Inbound, Outbox
+
+        engine = create_engine(self.settings.database_url)
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                with engine.connect() as c:
+                    busy = c.scalar(select(func.count()).select_from(Inbound).where(Inbound.state == "accepted"))
+                    busy += c.scalar(select(func.count()).select_from(Outbox).where(
+                        Outbox.state.in_(("sending", "queued")), Outbox.attempts == 0))
+                if not busy:
+                    return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError("the daemon did not settle")
+                await asyncio.sleep(0.05)
+        finally:
+            engine.dispose()
+
     async def shutdown(self) -> None:
         self.stop.set()
         await asyncio.wait_for(self.task, 30)

@@ -62,6 +62,7 @@ async def test_new_case_is_acknowledged_and_a_reply_with_attachment_threads(star
         attachment=("printer.log", b"\x00\x01binary log\xff"),
     )
     await send(d.smtp_port, reply)
+    await d.settle()
     await d.shutdown()
 
     store = open_store(d.settings)
@@ -186,3 +187,49 @@ async def test_cases_listing_and_search_from_the_cli(start_daemon, sink, capsys)
     raw = capsys.readouterr().out
     assert sink.messages[0][2].decode() in raw.replace("\r\n", "\n").replace("\n", "\r\n") or \
         "Subject: [Case #00000001] Printer jams on tray 2" in raw
+
+
+async def test_reply_with_a_mangled_subject_lands_on_its_case_through_its_headers(start_daemon, sink):
+    d = await start_daemon(outbound=smarthost(sink))
+    await send(d.smtp_port, make_mail("Login fails", "Cannot log in.\n", message_id="<m1@customer.example>"))
+    await send(d.smtp_port, make_mail("Other problem", "Unrelated.\n", message_id="<m2@customer.example>"))
+    acks = await sink.wait_for(2)
+    first = next(a for a in acks if "Login fails" in a["Subject"])
+    # Outlook-style rewrite: the tag is gone and the prefix is localised; only the headers remain.
+    await send(d.smtp_port, make_mail("AW: Anmeldung geht nicht", "Still failing.\n",
+                                      message_id="<m3@customer.example>", in_reply_to=first["Message-ID"]))
+    # And one whose client dropped every header but kept our footer token in the quoted text.
+    quoted = "\n".join("> " + line for line in first.get_body(("plain",)).get_content().splitlines())
+    await send(d.smtp_port, make_mail("RE: your mail", f"Any news?\n\n{quoted}\n", message_id="<m4@customer.example>"))
+    await d.settle()
+    await d.shutdown()
+
+    store = open_store(d.settings)
+    with read_only(store.engine) as s:
+        case = cases.get_case(s, 1)
+        entries = {e.message_id: e for e in cases.history(s, case)}
+        assert entries["m3@customer.example"].matched_by == "message-id"
+        assert entries["m4@customer.example"].matched_by == "footer"
+        assert entries["m4@customer.example"].text.strip() == "Any news?"
+        assert cases.get_case(s, 3) is None
+    store.engine.dispose()
+
+
+async def test_stranger_with_only_a_case_number_does_not_get_in(start_daemon, sink):
+    d = await start_daemon(outbound=smarthost(sink))
+    await send(d.smtp_port, make_mail("Invoice wrong", "Please fix.\n", message_id="<i1@customer.example>"))
+    await sink.wait_for(1)
+    await send(d.smtp_port, make_mail("Re: [Case #00000001] Invoice wrong", "I want in.\n",
+                                      sender="Eve <eve@elsewhere.example>", message_id="<e1@elsewhere.example>"))
+    msgs = await sink.wait_for(2)
+    told = msgs[1]
+    assert told["To"] == "eve@elsewhere.example"
+    assert told["Subject"] == "[Case #00000002] Invoice wrong"
+    assert "00000001, which you are not part of" in told.get_body(("plain",)).get_content()
+    await d.shutdown()
+    store = open_store(d.settings)
+    with read_only(store.engine) as s:
+        assert [e.message_id for e in cases.history(s, cases.get_case(s, 1)) if e.kind == "customer_message"] == [
+            "i1@customer.example"]
+        assert cases.get_case(s, 2).requester.address == "eve@elsewhere.example"
+    store.engine.dispose()
