@@ -4,6 +4,7 @@
 It accepts mail only for the support addresses (and their plus-extensions, which carry reply tokens),
 so it can never be used as a relay. The 250 after DATA is sent only once accept() has stored the
 message durably; a failure to store answers 451 so the sending MTA keeps the mail and retries.
+The protocol side (limits, STARTTLS, AUTH, error replies) is GuardedSMTP in smtp_server.py.
 """
 
 from __future__ import annotations
@@ -13,13 +14,22 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
-
 from intake.accept import Acceptor, Envelope, TransientFailure
+from intake.transports.smtp_server import (
+    TEMPFAIL,
+    GuardedSMTP,
+    ListenerSetupError,
+    PasswordFile,
+    SessionGauge,
+    SmtpLimits,
+    SmtpSecurity,
+    load_tls_context,
+)
+
+__all__ = ["IntakeHandler", "ListenerSetupError", "Mailboxes", "SmtpLimits", "SmtpSecurity", "TEMPFAIL", "local_base",
+           "start_smtp_server"]
 
 log = logging.getLogger(__name__)
-
-TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
 
 
 def local_base(address: str) -> tuple[str, str]:
@@ -72,12 +82,23 @@ class IntakeHandler:
 
 
 async def start_smtp_server(handler: IntakeHandler, *, host: str, port: int, hostname: str,
-                            data_size_limit: int) -> asyncio.Server:
-    """Bind the listener on the running loop (not aiosmtpd's threaded Controller)."""
+                            limits: SmtpLimits, security: SmtpSecurity | None = None) -> asyncio.Server:
+    """Bind the listener on the running loop (not aiosmtpd's threaded Controller).
+
+    The certificate and the user file are read here, so a bad one stops the start; ListenerSetupError
+    names the setting at fault.
+    """
+    security = security or SmtpSecurity()
+    tls_context = None
+    if security.tls_cert is not None:
+        tls_context = load_tls_context(security.tls_cert, security.tls_key or security.tls_cert)
+    users = PasswordFile.load(security.auth_users) if security.auth_users is not None else None
+    gauge = SessionGauge()  # shared by every session of this listener
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: SMTP(handler, hostname=hostname, ident="casemail", data_size_limit=data_size_limit,
-                     enable_SMTPUTF8=True, decode_data=False, timeout=300),
+        lambda: GuardedSMTP(handler, hostname=hostname, limits=limits, gauge=gauge, tls_context=tls_context,
+                            require_starttls=security.require_starttls, users=users,
+                            auth_required=security.auth_required),
         host=host,
         port=port,
     )
