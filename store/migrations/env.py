@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 
 from store.models import Base
+import store.mailboxes  # noqa: F401 - registers the mailbox_state table on Base.metadata.
 
 connection = context.config.attributes.get("connection")
 if connection is None:
