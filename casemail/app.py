@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from casemail.settings import ConfigError, Settings
+from intake.limits import AttachmentLimits
 from intake.process import IntakeConfig
 from intake.trust import StaffPolicy
 from notifier.render import Renderer, Sender, make_environment
@@ -72,7 +73,18 @@ def make_intake_config(settings: Settings, identity: Identity) -> IntakeConfig:
         domains=frozenset(d.lower() for d in settings.staff.domains),
         trusted_authserv_ids=frozenset(i.lower() for i in settings.staff.trusted_authserv_ids),
     )
-    return IntakeConfig(identity=identity, staff=staff)
+    # A transport is trusted when only our own MTA can reach it and that MTA authenticates staff.
+    trusted = frozenset({"lmtp"} if settings.lmtp.trusted else set())
+    limits = settings.limits
+    return IntakeConfig(
+        identity=identity,
+        staff=staff,
+        trusted_transports=trusted,
+        attachment_limits=AttachmentLimits(max_count=limits.max_attachments,
+                                           max_file_bytes=limits.max_attachment_size,
+                                           max_total_bytes=limits.max_attachments_total),
+        new_cases_per_hour=limits.new_cases_per_hour,
+    )
 
 
 def make_renderer(settings: Settings, identity: Identity) -> Renderer:

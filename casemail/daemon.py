@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from casemail.app import make_identity, make_intake_config, make_renderer, open_store, sqlite_lock_path, utcnow
+from casemail.mailin import lmtp_address, make_imap_pollers, start_lmtp
 from casemail.settings import ConfigError, Settings
 from intake.accept import Acceptor
-from intake.transports.smtp import IntakeHandler, Mailboxes, start_smtp_server
+from intake.transports.smtp import (IntakeHandler, ListenerSetupError, Mailboxes, SmtpLimits, SmtpSecurity,
+                                     start_smtp_server)
 from intake.worker import IntakeWorker
 from notifier.loop import OutboxWorker, RetryPolicy
 from notifier.send import MaildirSender, MailSender, SmtpSender
@@ -46,6 +48,23 @@ def make_sender(settings: Settings) -> MailSender:
         return MaildirSender(settings.path(o.maildir))
     return SmtpSender(host=o.host, port=o.port, timeout=o.timeout, starttls=o.starttls, tls=o.tls,
                       username=o.username, password=o.password)
+
+
+def smtp_limits(settings: Settings) -> SmtpLimits:
+    s = settings.smtp
+    return SmtpLimits(max_message_size=s.max_message_size, max_recipients=s.max_recipients,
+                      max_connections=s.max_connections, max_concurrent_data=s.max_concurrent_data,
+                      idle_timeout=s.idle_timeout, max_commands=s.max_commands,
+                      max_bad_commands=s.max_bad_commands)
+
+
+def smtp_security(settings: Settings) -> SmtpSecurity:
+    s = settings.smtp
+    return SmtpSecurity(tls_cert=settings.path(s.tls_cert) if s.tls_cert else None,
+                        tls_key=settings.path(s.tls_key) if s.tls_key else None,
+                        require_starttls=s.require_starttls,
+                        auth_users=settings.path(s.auth_users) if s.auth_users else None,
+                        auth_required=s.auth_required)
 
 
 @contextlib.contextmanager
@@ -118,13 +137,29 @@ async def serve(
                 server = await start_smtp_server(
                     IntakeHandler(acceptor, Mailboxes(settings.support.addresses)),
                     host=settings.smtp.host, port=settings.smtp.port, hostname=settings.smtp.hostname,
-                    data_size_limit=settings.smtp.max_message_size,
+                    limits=smtp_limits(settings), security=smtp_security(settings),
                 )
+            except ListenerSetupError as exc:
+                engine.dispose()
+                raise ConfigError(f"smtp.{exc.key}: {exc}") from exc
             except OSError as exc:
                 # A listener that cannot bind is fatal at start: fail fast, naming the key to change.
                 engine.dispose()
                 raise ConfigError(f"smtp.port: cannot listen on {settings.smtp.host}:{settings.smtp.port}: "
                                   f"{exc.strerror}") from exc
+
+        # LMTP and IMAP feed the same acceptor; they start after the SMTP listener and stop before it.
+        try:
+            lmtp_server = await start_lmtp(settings, acceptor)
+        except ConfigError:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+            engine.dispose()
+            raise
+        pollers_stop = asyncio.Event()
+        pollers = [asyncio.create_task(p.run(pollers_stop), name="imap")
+                   for p in make_imap_pollers(settings, acceptor, engine, run_db=run_db, clock=clock)]
 
         # The scheduler only says when to look; the database decides what is due.
         scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
@@ -138,7 +173,8 @@ async def serve(
             asyncio.create_task(intake_worker.run(workers_stop), name="intake"),
             asyncio.create_task(outbox_worker.run(workers_stop), name="outbox"),
         ]
-        info: dict[str, Any] = {"smtp": server.sockets[0].getsockname()[:2] if server else None}
+        info: dict[str, Any] = {"smtp": server.sockets[0].getsockname()[:2] if server else None,
+                                "lmtp": lmtp_address(lmtp_server)}
         log.info("casemail ready: smtp=%s outbound=%s", info["smtp"], settings.outbound.transport)
         if ready is not None:
             ready(info)
@@ -149,6 +185,16 @@ async def serve(
             if server is not None:
                 server.close()
                 await server.wait_closed()
+            if lmtp_server is not None:
+                lmtp_server.close()
+                await lmtp_server.wait_closed()
+            # A poller finishes the message in hand (accept, then move) and leaves IDLE on the stop event.
+            pollers_stop.set()
+            if pollers:
+                _done, late = await asyncio.wait(pollers, timeout=GRACEFUL_SECONDS)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*pollers, return_exceptions=True)
             scheduler.shutdown(wait=False)
             workers_stop.set()
             _done, pending = await asyncio.wait(tasks, timeout=GRACEFUL_SECONDS)
