@@ -5,6 +5,10 @@
   casemail cases [--status S] [--search WORDS] [--requester ADDR] [--json]
   casemail show NUMBER [--json] [--raw ENTRY]
   casemail close NUMBER
+  casemail deliver --sender S --recipient R   store one message from stdin (MTA pipe; sysexits codes)
+  casemail import PATH...             load .eml files, maildirs and mbox files
+  casemail bounces [--json]           addresses no longer mailed because they hard-bounced
+  casemail clear-bounce ADDRESS       mail an address again
   casemail migrate                    bring the database schema up to date
   casemail check-config               read the config and report problems
 
@@ -22,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from casemail import views
+from casemail import admin, mailcmds, views
 from casemail.app import make_identity, open_store, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
 from store import cases
@@ -76,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", type=int, metavar="ENTRY", help="print one entry's message exactly as received or sent")
     cl = sub.add_parser("close", help="close a case and tell the requester")
     cl.add_argument("number", type=int)
+    mailcmds.add_parsers(sub)
+    admin.add_commands(sub)
     return p
 
 
@@ -203,6 +209,8 @@ COMMANDS = {
     "cases": cmd_cases,
     "show": cmd_show,
     "close": cmd_close,
+    **mailcmds.COMMANDS,
+    **admin.COMMANDS,
 }
 
 
