@@ -1,0 +1,99 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`casemail deliver` (the MTA pipe) and `casemail import`, run as the real command."""
+
+from __future__ import annotations
+
+import mailbox
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.transport_helpers import StoreView, raw_mail
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path: Path, database_url: str) -> Path:
+    cfg = tmp_path / "casemail.toml"
+    cfg.write_text(f'[database]\nurl = "{database_url}"\n[support]\naddresses = ["support@example.com"]\n'
+                   'secret_key = "test-key-0123456789abcdef"\n[logging]\nlevel = "WARNING"\n')
+    return cfg
+
+
+def casemail(cfg: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "casemail", "-c", str(cfg), *args], input=stdin, cwd=REPO,
+                          capture_output=True, timeout=60)
+
+
+def test_deliver_exit_codes(database_url: str, tmp_path: Path):
+    cfg = write_config(tmp_path, database_url)
+    assert casemail(cfg, "migrate").returncode == 0
+    mail = raw_mail("Piped", message_id="pipe-1@customer.example")
+
+    ok = casemail(cfg, "deliver", "--sender", "jane@customer.example", "--recipient", "support+x@example.com",
+                  stdin=mail)
+    assert ok.returncode == 0, ok.stderr
+    view = StoreView(database_url)
+    try:
+        assert view.inbound() == [("accepted", None, "pipe-1@customer.example")]
+    finally:
+        view.close()
+
+    not_ours = casemail(cfg, "deliver", "--sender", "jane@customer.example", "--recipient", "sales@example.com",
+                        stdin=mail)
+    assert not_ours.returncode == 67
+    assert not_ours.stderr.decode().strip().count("\n") == 0 and "not a mailbox of ours" in not_ours.stderr.decode()
+
+    garbage = casemail(cfg, "deliver", "--sender", "", "--recipient", "support@example.com", stdin=b"\x00\x01 hello")
+    assert garbage.returncode == 65, garbage.stderr
+
+    # Nothing listens on port 1: the store is unavailable, so the MTA must keep the mail and retry.
+    (tmp_path / "down").mkdir()
+    down = write_config(tmp_path / "down", "postgresql+psycopg://casemail@127.0.0.1:1/casemail?connect_timeout=5")
+    tempfail = casemail(down, "deliver", "--sender", "jane@customer.example", "--recipient", "support@example.com",
+                        stdin=mail)
+    assert tempfail.returncode == 75, tempfail.stderr
+    assert "cannot store the message now" in tempfail.stderr.decode()
+
+
+def make_sources(tmp_path: Path) -> tuple[Path, Path, Path]:
+    mbox_path = tmp_path / "archive.mbox"
+    box = mailbox.mbox(mbox_path)
+    box.add(raw_mail("Old problem", message_id="imp-1@customer.example"))
+    box.add(raw_mail("Re: [Case #00000001] Old problem", message_id="imp-2@customer.example"))
+    box.add(raw_mail("Another problem", message_id="imp-3@customer.example", sender="joe@other.example"))
+    box.close()
+    md_path = tmp_path / "maildir"
+    md = mailbox.Maildir(md_path)
+    md.add(raw_mail("From a maildir", message_id="imp-4@customer.example"))
+    # The same message as the first one in the mbox, delivered again with an extra Received line.
+    md.add(b"Received: from relay.example by mx.example; Sun, 29 Nov 2026 04:00:00 +0000\r\n"
+           + raw_mail("Old problem", message_id="imp-1@customer.example"))
+    eml = tmp_path / "single.eml"
+    eml.write_bytes(raw_mail("Single file", message_id="imp-5@customer.example"))
+    return mbox_path, md_path, eml
+
+
+def test_import_twice_changes_nothing_the_second_time(database_url: str, tmp_path: Path):
+    cfg = write_config(tmp_path, database_url)
+    sources = [str(p) for p in make_sources(tmp_path)]
+    first = casemail(cfg, "import", *sources)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().strip() == (
+        "imported 6 messages: 4 created, 1 threaded, 1 duplicates, 0 refused, 0 ignored, 0 failed")
+    view = StoreView(database_url)
+    try:
+        rows = view.inbound()
+        subjects = view.subjects()
+        assert subjects == ["Old problem", "Another problem", "From a maildir", "Single file"]
+
+        second = casemail(cfg, "import", *sources)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.decode().strip() == (
+            "imported 6 messages: 0 created, 0 threaded, 6 duplicates, 0 refused, 0 ignored, 0 failed")
+        assert view.inbound() == rows and view.subjects() == subjects
+    finally:
+        view.close()
+
+    missing = casemail(cfg, "import", str(tmp_path / "nope.mbox"))
+    assert missing.returncode == 66

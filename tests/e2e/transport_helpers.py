@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers for the transport tests: test mail, and waiting on the store for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from store.models import Case, Inbound
+
+T = TypeVar("T")
+
+
+def raw_mail(subject: str, *, message_id: str, sender: str = "jane@customer.example",
+             to: str = "support@example.com", body: str = "Hello,\r\nit is broken.\r\n") -> bytes:
+    return (f"From: Jane Doe <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n"
+            f"Date: Sun, 29 Nov 2026 04:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode()
+
+
+async def eventually(check: Callable[[], T | None], *, timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll check (in a thread) until it returns something truthy.
+
+    The daemon runs in another task or process and offers no event for "this mail is now a case";
+    its store is the only witness, so the test asks it, often and for a bounded time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await asyncio.to_thread(check)
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class StoreView:
+    """Read-only looks into a daemon's database from the test."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_engine(url)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def inbound(self) -> list[tuple[str, str | None, str | None]]:
+        """(state, outcome, message_id) of every inbound row, in order."""
+        with Session(self._engine) as s:
+            return [(r.state, r.outcome, r.message_id) for r in s.scalars(select(Inbound).order_by(Inbound.id))]
+
+    def subjects(self) -> list[str]:
+        with Session(self._engine) as s:
+            return [c.subject for c in s.scalars(select(Case).order_by(Case.number))]
+
+    def settled(self, count: int) -> bool:
+        """True once there are at least count inbound rows and all of them are processed."""
+        rows = self.inbound()
+        return len(rows) >= count and all(state == "processed" for state, _, _ in rows)
