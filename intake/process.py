@@ -51,7 +51,7 @@ def process_inbound(engine: Engine, blobs: BlobStore, inbound_id: int, cfg: Inta
                     clock: Callable[[], datetime]) -> str | None:
     """Process one inbound row; return its outcome (None if it was already processed)."""
     with unit_of_work(engine) as s:
-        row = s.get(Inbound, inbound_id)
+        row = s.get(Inbound, inbound_id, with_for_update=True)
         if row is None or row.state != "accepted":
             return None
         row.attempts += 1
@@ -61,7 +61,10 @@ def process_inbound(engine: Engine, blobs: BlobStore, inbound_id: int, cfg: Inta
         facts = read_mail(blobs.get(sha), mail_from=mail_from, rcpt_tos=rcpt_tos, transport=transport, cfg=cfg,
                           blobs=blobs)
         with unit_of_work(engine) as s:
-            row = s.get(Inbound, inbound_id)
+            # The row lock (PostgreSQL; SQLite's write lock does the same) makes the state check and
+            # the writes one step, so two processors of one row (two daemons, or `casemail import`
+            # beside a daemon) cannot both apply it.
+            row = s.get(Inbound, inbound_id, with_for_update=True)
             if row is None or row.state != "accepted":
                 return None
             return decide_and_apply(s, row, facts, cfg, clock())
@@ -164,7 +167,7 @@ def _record_failure(engine: Engine, inbound_id: int, exc: Exception, cfg: Intake
     # the blob store and the row says what went wrong, for an operator to look at and re-run.
     try:
         with unit_of_work(engine) as s:
-            row = s.get(Inbound, inbound_id)
+            row = s.get(Inbound, inbound_id, with_for_update=True)
             if row is None or row.state != "accepted":
                 return
             row.reason = f"{type(exc).__name__}: {exc}"[:2000]
