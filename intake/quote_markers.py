@@ -135,6 +135,20 @@ _ATTRIBUTIONS: tuple[str, ...] = (
     r"\d{4}-\d{1,2}-\d{1,2}\s+\d{1,2}:\d{2}\s+GMT[+-]\d{1,2}:?\d{2}\b.{0,250}",
     r"\d{4}/\d{1,2}/\d{1,2}\s.{0,200}<[^<>@\s]+@[^<>\s]+>\s*:?",
 )
+# A word (or date shape) that every entry of _ATTRIBUTIONS and _BARE_ATTRIBUTION contains: a line
+# without one cannot match them. Keep it in step with the two lists above and below.
+_ATTRIBUTION_WORDS = (
+    "wrote", "writes", "said", "schrieb", "écrit", "escribió", "escreveu", "scritto", "schreef", "geschreven",
+    "pisze", "napisa", "skrev", "napsal", "написа", "пишет", "kirjoitti", "írta", "写道", "寫道", "のメッセージ",
+    "書きました", "작성", "gmt",
+)
+_GMAIL_SLASH_DATE = re.compile(r"\d{4}/\d{1,2}/\d{1,2}")
+
+
+def _may_be_attribution(text: str) -> bool:
+    # Plain substring tests: a case-insensitive regex alternation of these words costs ~100 us a line.
+    low = text.lower()
+    return any(word in low for word in _ATTRIBUTION_WORDS) or bool(_GMAIL_SLASH_DATE.search(text))
 # The same closing phrases without an opening word, e.g. "John Doe <j@x> wrote:".
 # These are weaker evidence and count only when a quoted block follows.
 _BARE_ATTRIBUTION = re.compile(rf"^.{{1,200}}?\b(?:{_VERBS})\b.{{0,80}}:$", re.IGNORECASE)
@@ -199,7 +213,8 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
             if blanks > _MAX_BLANKS_INSIDE:
                 break
             continue
-        if pieces and (_SENTENCE_END.search(joined) or not _continues(joined, piece) and (
+        # Only the tail can end a sentence; searching the whole joined text backtracks over every word.
+        if pieces and (_SENTENCE_END.search(joined[-64:]) or not _continues(joined, piece) and (
             _ATTRIBUTION.match(piece) or not _nested and attribution_span(lines, position, _nested=True)
         )):
             # A finished sentence is reply text, not the start of an attribution;
@@ -212,6 +227,10 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
         joined = f"{joined} {piece}" if joined else piece
         if len(joined) > 400:
             break
+        if not _may_be_attribution(joined):
+            # Every attribution form carries one of these words (or a Gmail date); one quick search
+            # spares the long, backtracking alternation below on ordinary lines, which are nearly all.
+            continue
         if _ATTRIBUTION.match(joined):
             return position - start + 1
         # The verb-only form is weak evidence, so it may not span blank lines.

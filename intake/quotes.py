@@ -134,7 +134,8 @@ def _find_cut(lines: Sequence[str], library: frozenset[int]) -> _Cut:
             index += 1
             continue
         span = attribution_span(lines, index)
-        strong = attribution_span(lines, index, strong_only=True) > 0
+        # The strong form is a narrower test, so it can only hold where the plain one did.
+        strong = bool(span) and attribution_span(lines, index, strong_only=True) > 0
         if not span and is_date_or_address_intro(line):
             span = 1
         if span:
