@@ -148,6 +148,11 @@ class AioImapSession:
         if response.result != "OK":
             self._broken = True
             raise AuthFailed(f"the server refused the login of {c.user}: {_text(response.lines)}")
+        # Servers name MOVE and UIDPLUS only after login (RFC 3501 lets the list change there).
+        # aioimaplib takes the new list from LOGIN's OK [CAPABILITY ...] but not from AUTHENTICATE's,
+        # so an XOAUTH2 session kept the pre-login list and its moves copied and flagged \Deleted but
+        # never expunged; asking again serves every mechanism and servers that send no such code.
+        await self._call(self._client.protocol.capability(), "CAPABILITY")
 
     @property
     def capabilities(self) -> frozenset[str]:
