@@ -229,3 +229,19 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+
+class JobRun(Base):
+    """One scheduled job done, by its natural key (e.g. "reminder:<case>:<entry>", "digest:staff:<date>").
+
+    The row is inserted only if absent, in the same transaction as the mail the job queues, so running a
+    job twice, or in two daemons at once, queues that mail once: the second insert finds the key taken.
+    """
+
+    __tablename__ = "job_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    # The mail the job queued; None when it found nothing to send (a digest without activity).
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
