@@ -29,7 +29,9 @@ from intake.accept import Acceptor
 from intake.transports.smtp import (IntakeHandler, ListenerSetupError, Mailboxes, SmtpLimits, SmtpSecurity,
                                      start_smtp_server)
 from intake.worker import IntakeWorker
+from notifier.jobs import ScheduleRunner
 from notifier.loop import OutboxWorker, RetryPolicy
+from notifier.schedules import ScheduleConfig
 from notifier.send import MaildirSender, MailSender, SmtpSender
 from store import outbox
 from store.db import is_sqlite, unit_of_work
@@ -48,6 +50,23 @@ def make_sender(settings: Settings) -> MailSender:
         return MaildirSender(settings.path(o.maildir))
     return SmtpSender(host=o.host, port=o.port, timeout=o.timeout, starttls=o.starttls, tls=o.tls,
                       username=o.username, password=o.password)
+
+
+def schedule_config(settings: Settings) -> ScheduleConfig:
+    """The [schedules] section as the job runner reads it: 0 (or -1 for an hour) switches a job off."""
+    sc = settings.schedules
+
+    def after(value: float, unit: str) -> timedelta | None:
+        return timedelta(**{unit: value}) if value > 0 else None
+
+    return ScheduleConfig(
+        reminder_after=after(sc.reminder_days, "days"), autoclose_after=after(sc.autoclose_days, "days"),
+        escalate_after=after(sc.escalation_minutes, "minutes"),
+        escalate_every=after(sc.escalation_repeat_minutes, "minutes"),
+        oncall=tuple(sc.oncall), staff=tuple(settings.staff.addresses),
+        staff_digest_hour=sc.staff_digest_hour if sc.staff_digest_hour >= 0 else None,
+        customer_digest_hour=sc.customer_digest_hour if sc.customer_digest_hour >= 0 else None,
+    )
 
 
 def smtp_limits(settings: Settings) -> SmtpLimits:
@@ -100,8 +119,8 @@ async def serve(
 
     store = open_store(settings)
     engine, blobs = store.engine, store.blobs
-    # SQLite allows one writer at a time, so one database thread avoids lock contention entirely;
-    # PostgreSQL takes a few in parallel.
+    # The database thread runs the transactions that answer senders (accepting mail). SQLite allows one
+    # writer at a time, so one thread is all it can use; PostgreSQL takes a few in parallel.
     db_pool = ThreadPoolExecutor(max_workers=1 if is_sqlite(engine) else 4, thread_name_prefix="casemail-db")
     io_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="casemail-io")
 
@@ -110,6 +129,18 @@ async def serve(
 
     async def run_io(fn: Callable[[], T]) -> T:
         return await loop.run_in_executor(io_pool, fn)
+
+    # Processing a mail (parsing, quote stripping) and rendering outgoing mail take milliseconds of
+    # CPU each. They get threads of their own so that the short transaction behind each 250 never
+    # queues behind them; SQLite's busy timeout orders the few writes that meet.
+    intake_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casemail-intake")
+    outbox_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casemail-outbox")
+
+    async def run_intake(fn: Callable[[], T]) -> T:
+        return await loop.run_in_executor(intake_pool, fn)
+
+    async def run_outbox(fn: Callable[[], T]) -> T:
+        return await loop.run_in_executor(outbox_pool, fn)
 
     with exclusive_lock(sqlite_lock_path(settings, engine)):
         if is_sqlite(engine):
@@ -122,12 +153,12 @@ async def serve(
         sender = sender or make_sender(settings)
         o = settings.outbound
         outbox_worker = OutboxWorker(
-            engine, blobs, renderer, sender, envelope_from=identity.support_address, clock=clock, run=run_db,
+            engine, blobs, renderer, sender, envelope_from=identity.support_address, clock=clock, run=run_outbox,
             retry=RetryPolicy(base_seconds=o.retry_base_seconds, max_seconds=o.retry_max_seconds,
                               give_up_after=timedelta(hours=o.give_up_after_hours)),
         )
         intake_worker = IntakeWorker(engine, blobs, make_intake_config(settings, identity), clock=clock,
-                                     run=run_db, on_outbox=outbox_worker.wake)
+                                     run=run_intake, on_outbox=outbox_worker.wake)
         acceptor = Acceptor(engine, blobs, run_db=run_db, run_io=run_io, clock=clock,
                             on_accepted=intake_worker.wake)
 
@@ -166,6 +197,22 @@ async def serve(
                                                                    "misfire_grace_time": 30})
         scheduler.add_job(outbox_worker.wake, "interval", seconds=o.poll_seconds, id="outbox-sweep")
         scheduler.add_job(intake_worker.wake, "interval", seconds=5, id="intake-sweep")
+        schedules = ScheduleRunner(engine, identity, schedule_config(settings))
+        if schedules.enabled:
+            async def run_schedules() -> None:
+                # Every check decides afresh from the database with the daemon's clock, so a missed or
+                # repeated check, a restart or a second daemon neither loses nor doubles a job. It runs
+                # beside the outbox work it feeds, never in front of a transaction that answers a sender.
+                try:
+                    report = await run_outbox(lambda: schedules.run(clock()))
+                except Exception:  # noqa: BLE001 - the next check tries again; the timer must not die.
+                    log.exception("scheduled jobs failed; they are tried again at the next check")
+                    return
+                if report.queued:
+                    outbox_worker.wake()
+
+            scheduler.add_job(run_schedules, "interval", seconds=settings.schedules.check_seconds, id="schedules",
+                              next_run_time=utcnow())
         scheduler.start()
 
         workers_stop = asyncio.Event()
@@ -204,6 +251,8 @@ async def serve(
             await sender.close()
             db_pool.shutdown(wait=True)
             io_pool.shutdown(wait=True)
+            intake_pool.shutdown(wait=True)
+            outbox_pool.shutdown(wait=True)
             engine.dispose()
             log.info("shutdown: %d processed, %d sent", intake_worker.processed, outbox_worker.sent)
 

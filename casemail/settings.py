@@ -310,6 +310,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{key}: must be between 0 and 65535, got {port}")
     s.smtp.validate()
     s.schedules.validate()
+    if s.schedules.staff_digest_hour >= 0 and not s.staff.addresses:
+        raise ConfigError("schedules.staff_digest_hour: the staff digest goes to staff.addresses, which is empty")
     if s.outbound.transport not in ("maildir", "smtp"):
         raise ConfigError(f"outbound.transport: must be 'maildir' or 'smtp', got {s.outbound.transport!r}")
     if s.outbound.starttls and s.outbound.tls:

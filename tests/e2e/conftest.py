@@ -111,11 +111,13 @@ async def start_daemon(tmp_path: Path, database_url: str) -> AsyncIterator[Calla
     """A factory: `await start_daemon(outbound={...}, staff={...})` starts the real daemon on port 0."""
     running: list[RunningDaemon] = []
 
-    async def _start(**sections: dict[str, Any]) -> RunningDaemon:
+    async def _start(clock: Callable[[], Any] | None = None, **sections: dict[str, Any]) -> RunningDaemon:
         settings = daemon_settings(tmp_path, database_url, **sections)
         stop = asyncio.Event()
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(serve(settings, stop=stop, ready=lambda info: ready.set_result(info)))
+        # A test may pass its own clock to drive time-based work (schedules) without sleeping.
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        task = asyncio.create_task(serve(settings, stop=stop, ready=lambda info: ready.set_result(info), **extra))
         done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # raises the start-up error
