@@ -201,6 +201,11 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
     first = lines[start].strip()
     if not first or first.startswith(">"):
         return 0
+    window_end = min(start + MAX_ATTRIBUTION_LINES + _MAX_BLANKS_INSIDE, len(lines))
+    if not any(_may_be_attribution(lines[i]) for i in range(start, window_end)):
+        # No line in reach carries an attribution word, so no joining of them can match: the common
+        # case of ordinary text, decided without building and matching the joined lines.
+        return 0
     joined = ""
     blanks = 0
     pieces = 0
