@@ -13,7 +13,9 @@ from intake.body import BodyText
 from intake.classify import Classification
 from intake.fields import CaseFields
 from intake.parse import ParsedMail
-from intake.plan import Notice, Plan
+from intake.actions import answer_request, run_commands
+from intake.audience import ALWAYS, NOTE_TEMPLATES, Notice, notices_for, wants
+from intake.plan import Plan
 from intake.resolve import ThreadDecision
 from intake.trust import StaffPolicy
 from store import cases, outbox
@@ -66,6 +68,11 @@ def apply_plan(
             queue_notice(s, identity=identity, template=notice.template, recipients=[author.address], now=now,
                          in_reply_to=facts.parsed.message_id)
         return None
+    if plan.action == "request":
+        assert plan.request is not None
+        answer_request(s, plan.request, author, text=facts.body.visible, in_reply_to=facts.parsed.message_id,
+                       identity=identity, now=now)
+        return None
     details = _details(plan, decision, facts)
 
     if plan.action == "system-event":
@@ -84,35 +91,82 @@ def apply_plan(
         assert case is not None
         matched_by = decision.matched_by
     _add_copied_people(s, case, facts, identity, staff, now)
+    text = plan.text if plan.text is not None else facts.body.visible
     entry = cases.add_entry(
         s, case, kind=plan.entry_kind, visibility=plan.visibility, author=author,
-        subject=facts.parsed.subject, text=facts.body.visible, full_text=facts.body.full,
+        subject=facts.parsed.subject, text=text, full_text=facts.body.full,
         html=facts.body.html, message_id=facts.parsed.message_id, matched_by=matched_by,
-        details=details, inbound_id=row.id, attachments=facts.attachments, now=now,
+        details=details, inbound_id=row.id, attachments=facts.attachments, touch=plan.touch, now=now,
     )
+    done = run_commands(s, case, plan, author, is_staff=facts.is_staff, staff=staff, identity=identity, now=now)
+    if done.done or done.refused:
+        entry.details = {**entry.details, "commands": {"done": done.done, "refused": done.refused}}
     extra = {
         "entry": {
             "id": entry.id,
             "author_name": author.display_name or author.address,
-            "text": facts.body.visible,
+            "text": text,
             "attachments": [a.filename for a in facts.attachments],
         },
         "notes": list(plan.notes),
         "related_to": format_case_number(plan.related_to) if plan.related_to else None,
         "not_kept": [{"filename": n, "reason": r} for n, r in facts.refused_attachments],
         "dangerous": list(facts.dangerous_attachments),
+        "changes": done.done,
+        "done": done.done,
+        "refused": done.refused,
     }
-    notices = list(plan.notices)
-    if facts.refused_attachments and not any(n.audience == "sender" for n in notices):
+    notices = list(plan.notices) + [n for event in done.events for n in notices_for(event)]
+    if "closed" in done.events and not facts.is_staff:
+        # The closed notice is how a customer who closed their own case learns that it worked.
+        notices.append(Notice("customer/closed", "sender"))
+    if facts.refused_attachments and not any(n.template == "customer/ack" for n in notices):
         # The sender must learn which files did not arrive; a new case's acknowledgement says it, a
         # comment gets a short notice of its own.
         notices.append(Notice("customer/not_kept", "sender"))
-    for notice in notices:
-        recipients = _recipients(s, notice, case, author, identity, staff)
-        if recipients:
-            queue_case_mail(s, case, identity=identity, template=notice.template, recipients=recipients,
-                            now=now, in_reply_to=facts.parsed.message_id, extra=extra)
+    if plan.confirm == "staff/confirm" or (plan.confirm and done.refused):
+        # Staff are told what each of their commands did; a customer's own close is confirmed by the
+        # closed notice, so a customer hears back separately only about what was refused.
+        notices.append(Notice(plan.confirm, "sender"))
+    _queue(s, notices, case, author, identity, staff, facts, extra, now)
     return case.id
+
+
+def _queue(s: Session, notices: list[Notice], case: Case, author: Contact, identity: Identity, staff: StaffPolicy,
+           facts: MailFacts, extra: dict[str, Any], now: datetime) -> None:
+    # One mail per template, to everyone any of its audiences names, each address once.
+    by_template: dict[str, list[str]] = {}
+    for notice in notices:
+        wanted = by_template.setdefault(notice.template, [])
+        for address in _recipients(s, notice, case, author, identity, staff):
+            if address_key(address) not in {address_key(a) for a in wanted}:
+                wanted.append(address)
+    for template, recipients in by_template.items():
+        if not recipients:
+            continue
+        context = dict(extra)
+        if template == "customer/reply":
+            context.update(_relay(author, identity, facts))
+            # The signature line names the staff member, never their address (they may have no name).
+            context["entry"] = {**extra["entry"], "author_name": author.display_name.strip() or identity.support_name}
+        # A customer never saw a staff member's own mail, so mail to customers does not answer it.
+        answers = None if facts.is_staff and not template.startswith("staff/") else facts.parsed.message_id
+        queue_case_mail(s, case, identity=identity, template=template, recipients=recipients, now=now,
+                        in_reply_to=answers, extra=context, note=template in NOTE_TEMPLATES)
+
+
+def _relay(author: Contact, identity: Identity, facts: MailFacts) -> dict[str, Any]:
+    """What a staff reply relayed to the customer carries beyond its text: a name and the files.
+
+    The customer sees the staff member's name, but the mail comes from the support address: a reply
+    must come back to the desk, and the staff member's own address stays private.
+    """
+    name = author.display_name.strip()
+    return {
+        "from_name": f"{name} via {identity.support_name}" if name else identity.support_name,
+        "attachments": [{"sha256": a.sha256, "filename": a.filename, "type": a.declared_type or a.sniffed_type}
+                        for a in facts.attachments],
+    }
 
 
 def _open_case(s: Session, plan: Plan, facts: MailFacts, requester: Contact, now: datetime) -> Case:
@@ -154,18 +208,25 @@ def _recipients(s: Session, notice: Notice, case: Case, author: Contact, identit
                 staff: StaffPolicy) -> list[str]:
     if notice.audience == "sender":
         candidates = [author]
-    elif notice.audience == "requester":
-        candidates = [case.requester]
-    elif notice.audience == "people":
-        candidates = [case.requester, *(p.contact for p in cases.participants(s, case))]
-        candidates = [c for c in candidates if c.id != author.id]
     elif notice.audience == "staff":
         found = [get_contact(s, a) for a in sorted(staff.addresses)]
         addresses = [a for a in sorted(staff.addresses) if a != author.address_key]
         bouncing = {c.address_key for c in found if c is not None and c.bouncing}
         return [a for a in addresses if a not in bouncing]
     else:
-        raise ValueError(f"unknown audience {notice.audience!r}")
+        if notice.audience == "requester":
+            people = [case.requester]
+        elif notice.audience == "people":
+            people = cases.copied(s, case)
+        elif notice.audience == "assignee":
+            assigned = cases.assignee(s, case)
+            people = [assigned] if assigned is not None else []
+        else:
+            raise ValueError(f"unknown audience {notice.audience!r}")
+        # Nobody is told about their own mail (but the acknowledgement answers it), and each person's
+        # notification preference counts.
+        candidates = [c for c in people if (c.id != author.id or notice.template in ALWAYS)
+                      and wants(c.notify, notice.template, notice.audience)]
     ours = {address_key(a) for a in identity.support_addresses}
     # Never mail ourselves (a loop) or an address known to bounce.
     return [c.address for c in candidates if not c.bouncing and c.address_key not in ours]

@@ -9,21 +9,25 @@ commit leaves the row 'accepted' to be processed again, and a crash after it lea
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from intake.apply import MailFacts, apply_plan
 from intake.body import extract_body
+from intake.audience import NOTE_TEMPLATES
 from intake.classify import classify
+from intake.commands import is_close_word, is_thanks_only, parse_commands
 from intake.fields import extract_fields
 from intake.limits import AttachmentLimits, judge_attachments
 from intake.parse import ParsedMail, parse
 from intake.plan import CaseView, MailView, plan_mail
+from intake.requests import parse_request
 from intake.resolve import ThreadFacts, resolve_thread
 from intake.trust import StaffPolicy, sender_authenticated
 from store import cases, inbound, outbox
@@ -31,8 +35,8 @@ from store.blobs import BlobStore
 from store.cases import NewAttachment
 from store.contacts import address_key
 from store.db import unit_of_work
-from store.mailing import Identity
-from store.models import Inbound
+from store.mailing import Identity, requests_answered_since
+from store.models import Inbound, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ class IntakeConfig:
     max_attempts: int = 3
     attachment_limits: AttachmentLimits = AttachmentLimits()
     new_cases_per_hour: int = 20
+    # False for `casemail import` without --notify: old mail is filed, and nobody is mailed about it.
+    notify: bool = True
 
 
 def process_inbound(engine: Engine, blobs: BlobStore, inbound_id: int, cfg: IntakeConfig,
@@ -154,12 +160,51 @@ def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConf
         recent_new_cases=cases.count_cases_since(s, sender_key, hour_ago),
         rate_notice_sent=outbox.sent_to_since(s, template="customer/rate_limited", recipient_key=sender_key,
                                               since=hour_ago) > 0,
+        recent_requests=requests_answered_since(s, sender_key, hour_ago),
+        commands=parse_commands(facts.body.visible),
+        close_word=is_close_word(facts.body.visible),
+        thanks_only=is_thanks_only(facts.body.visible),
+        request=parse_request(parsed.subject),
+        replies_to_note=_replies_to_note(s, parsed.in_reply_to),
     )
     plan = plan_mail(mail, decision, view, new_case_cap=cfg.new_cases_per_hour)
-    case_id = apply_plan(s, row, plan, decision, facts, case, cfg.identity, cfg.staff, now)
+    with contextlib.nullcontext() if cfg.notify else _unmailed(s):
+        case_id = apply_plan(s, row, plan, decision, facts, case, cfg.identity, cfg.staff, now)
     inbound.finish(s, row, outcome=plan.outcome, reason=plan.reason or "; ".join(plan.notes) or None,
                    case_id=case_id, now=now)
     return plan.outcome
+
+
+@contextlib.contextmanager
+def _unmailed(s: Session) -> Iterator[None]:
+    """Keep every outbox row that the block queues in s from being written.
+
+    Mail is queued in many places besides the plan's notices (answers to requests, command
+    confirmations, the notices that follow a close, lost attachments), all through outbox.enqueue,
+    which adds and flushes. The flush is the one point that sees them all, so the rows are dropped
+    there, before they are inserted: the outbox keeps no trace of mail that was never meant to go.
+    """
+    def drop(session: Session, _context: object, _instances: object) -> None:
+        for obj in list(session.new):
+            if isinstance(obj, Outbox):
+                session.expunge(obj)
+
+    event.listen(s, "before_flush", drop)
+    try:
+        yield
+        s.flush()
+    finally:
+        event.remove(s, "before_flush", drop)
+
+
+def _replies_to_note(s: Session, in_reply_to: tuple[str, ...]) -> bool:
+    # A reply to the notification of an internal note stays internal even when the client sent it to
+    # the notification's From rather than its Reply-To (the note address).
+    for message_id in in_reply_to:
+        row = outbox.find_by_message_id(s, message_id)
+        if row is not None and row.template in NOTE_TEMPLATES:
+            return True
+    return False
 
 
 def _record_failure(engine: Engine, inbound_id: int, exc: Exception, cfg: IntakeConfig, now: datetime) -> None:

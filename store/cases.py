@@ -94,6 +94,36 @@ def participants(s: Session, case: Case) -> list[Participant]:
     return list(s.scalars(q))
 
 
+def copied(s: Session, case: Case) -> list[Contact]:
+    """The people copied on a case (participants with the role "cc"), oldest first."""
+    return [p.contact for p in participants(s, case) if p.role == "cc"]
+
+
+def assignee(s: Session, case: Case) -> Contact | None:
+    """The staff member a case is assigned to, if any."""
+    return next((p.contact for p in participants(s, case) if p.role == "assignee"), None)
+
+
+def set_assignee(s: Session, case: Case, contact: Contact, *, now: datetime) -> None:
+    """Assign a case: the new assignee replaces the previous one, who stops following it."""
+    for p in participants(s, case):
+        if p.role == "assignee" or p.contact_id == contact.id:
+            s.delete(p)
+    s.flush()
+    s.add(Participant(case_id=case.id, contact_id=contact.id, role="assignee", created_at=now))
+    s.flush()
+
+
+def remove_participant(s: Session, case: Case, contact: Contact) -> bool:
+    """Stop a participant following a case; False when they were not on it."""
+    found = s.get(Participant, (case.id, contact.id))
+    if found is None:
+        return False
+    s.delete(found)
+    s.flush()
+    return True
+
+
 def is_on_case(s: Session, case: Case, address: str) -> bool:
     """Whether an address is the case's requester or one of its participants."""
     key = address_key(address)

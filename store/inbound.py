@@ -19,6 +19,7 @@ OUTCOMES = (
     "duplicate",      # the same message was already processed
     "ignored",        # automatic mail that belongs to no case
     "bounce",         # a delivery report about one of our mails
+    "request",        # asked for "my cases", "help" or "settings" and was answered; opens no case
     "rejected",       # refused by policy, with the reason
     "quarantined",    # could not be processed; kept for an operator, with the reason
 )

@@ -70,9 +70,15 @@ def case_summary(case: Case) -> dict[str, Any]:
     }
 
 
-def thread_ids(s: Session, case: Case) -> list[str]:
-    """The Message-IDs of the case's mails so far, oldest first."""
+def thread_ids(s: Session, case: Case, *, public: bool = False) -> list[str]:
+    """The Message-IDs of the case's mails so far, oldest first.
+
+    With `public`, only those a customer has seen: internal notes, staff-only notifications and the
+    staff members' own mails (which carry their mail server's name) stay out of customers' headers.
+    """
     q = select(Entry.message_id).where(Entry.case_id == case.id, Entry.message_id.is_not(None)).order_by(Entry.id)
+    if public:
+        q = q.where(Entry.visibility == "public", Entry.kind != "staff_reply")
     return [m for m in s.scalars(q) if m]
 
 
@@ -96,7 +102,7 @@ def queue_case_mail(
     recipients = deliverable(s, recipients)
     if not recipients:
         return None
-    ids = thread_ids(s, case)
+    ids = thread_ids(s, case, public=not template.startswith("staff/"))
     references = ids[:1] + ids[1:][-(REFERENCES_KEPT - 1):] if ids else []
     if in_reply_to and in_reply_to not in references:
         references.append(in_reply_to)
@@ -152,3 +158,17 @@ def queue_notice(
     }
     return outbox.enqueue(s, template=template, context=context, recipients=recipients, message_id=message_id,
                           case_id=None, now=now)
+
+
+# The answers to requests by mail ("my cases", "help", "settings"), counted for the sender rate limit.
+REQUEST_TEMPLATES = ("customer/my_cases", "customer/help", "customer/settings")
+
+
+def requests_answered_since(s: Session, recipient_key: str, since: datetime) -> int:
+    """How many requests by mail from one address were answered since a moment.
+
+    The answers are counted rather than the requests because the inbound log keeps the envelope
+    sender, not the From address a request is answered to.
+    """
+    return sum(outbox.sent_to_since(s, template=t, recipient_key=recipient_key, since=since)
+               for t in REQUEST_TEMPLATES)

@@ -50,7 +50,7 @@ async def test_authenticated_staff_reply_reaches_the_customer_without_the_staff_
     reply = msgs[2]
     assert reply["To"] == "jane@customer.example"
     assert "agent@staff.example" not in reply.as_string()
-    assert reply["From"] == "Example Support <support@example.com>"
+    assert reply["From"] == "Alice Agent via Example Support <support@example.com>"
     assert "Please try version 2.1." in reply.get_body(("plain",)).get_content()
     assert ack["Message-ID"] in reply["References"]
 
