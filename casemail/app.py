@@ -91,8 +91,10 @@ def make_renderer(settings: Settings, identity: Identity) -> Renderer:
     override = settings.path(settings.templates.override_dir) if settings.templates.override_dir else None
     if override is not None and not override.is_dir():
         raise ConfigError(f"templates.override_dir: {override} is not a directory")
+    blobs = BlobStore(settings.path(settings.storage.blobs))
     return Renderer(make_environment(override),
-                    Sender(identity.support_address, identity.support_name, identity.instance_id))
+                    Sender(identity.support_address, identity.support_name, identity.instance_id),
+                    read_blob=blobs.get)
 
 
 def sqlite_lock_path(settings: Settings, engine: Engine) -> Path | None:

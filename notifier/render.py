@@ -11,6 +11,7 @@ folds them and refuses line breaks, so that text can never become a header eithe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -27,7 +28,8 @@ DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # RFC 3834: an acknowledgement is a reply generated automatically; notifications are generated
 # automatically but answer nothing. A staff member's reply relayed to the customer is a person's mail
 # and is not marked, so the customer's own tools treat it as the human message it is.
-AUTO_SUBMITTED = {"customer/ack": "auto-replied", "customer/reply": None}
+AUTO_SUBMITTED = {"customer/ack": "auto-replied", "customer/reply": None, "customer/my_cases": "auto-replied",
+                  "customer/help": "auto-replied", "customer/settings": "auto-replied"}
 AUTO_SUBMITTED_DEFAULT = "auto-generated"
 
 
@@ -59,9 +61,13 @@ def make_environment(override_dir: Path | None = None) -> ImmutableSandboxedEnvi
 
 
 class Renderer:
-    def __init__(self, env: ImmutableSandboxedEnvironment, sender: Sender) -> None:
+    """Renders intents; `read_blob` fetches the bytes of files a context names under "attachments"."""
+
+    def __init__(self, env: ImmutableSandboxedEnvironment, sender: Sender,
+                 read_blob: Callable[[str], bytes] | None = None) -> None:
         self._env = env
         self._sender = sender
+        self._read_blob = read_blob
 
     def render(self, *, template: str, context: dict[str, Any], recipients: list[str], message_id: str,
                now: datetime) -> Rendered:
@@ -71,7 +77,9 @@ class Renderer:
         html = self._env.get_template(f"{template}.html.j2").render(ctx)
 
         msg = EmailMessage()
-        msg["From"] = formataddr((self._sender.name, self._sender.address))
+        # A relayed staff reply shows the staff member's name ("Alice via Support"), but the address is
+        # always ours: replies must come back to the desk, and staff addresses stay private.
+        msg["From"] = formataddr((context.get("from_name") or self._sender.name, self._sender.address))
         msg["To"] = ", ".join(recipients)
         msg["Subject"] = subject
         msg["Date"] = format_datetime(now)
@@ -90,4 +98,12 @@ class Renderer:
         msg["X-Casemail-Loop"] = self._sender.instance_id
         msg.set_content(text)
         msg.add_alternative(html, subtype="html")
+        for a in context.get("attachments") or ():
+            if self._read_blob is None:
+                raise RuntimeError("this mail carries attachments but the renderer has no blob store")
+            maintype, _, subtype = (a.get("type") or "").partition("/")
+            if not maintype or not subtype or maintype in ("multipart", "message"):
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(self._read_blob(a["sha256"]), maintype=maintype, subtype=subtype,
+                               filename=a["filename"])
         return Rendered(data=msg.as_bytes(policy=SMTP), subject=subject, text=text)

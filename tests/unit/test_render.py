@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from notifier.render import DEFAULT_TEMPLATES, Renderer, Sender, make_environment
+from tests.unit.test_desk_mails import desk_context
+from tests.unit.test_schedule_mails import schedule_context
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 HOSTILE_SUBJECT = "Help\r\nBcc: victim@elsewhere.example\r\nX-Evil: 1 <script>alert(1)</script>"
@@ -29,7 +31,11 @@ def context(**over):  # type: ignore[no-untyped-def]
            "footer_token": "[ref:00000007-abc]", "notes": ["case 00000003 is closed"], "related_to": "00000003",
            "entry": {"id": 1, "author_name": HOSTILE_NAME, "text": "hi <script>x</script>",
                      "attachments": [HOSTILE_FILE]},
-           "not_kept": [{"filename": HOSTILE_FILE, "reason": "too big"}], "dangerous": [HOSTILE_FILE]}
+           "not_kept": [{"filename": HOSTILE_FILE, "reason": "too big"}], "dangerous": [HOSTILE_FILE],
+           # The scheduled mails' own keys (reminder, escalation, digest): see tests/unit/test_schedule_mails.py.
+           **schedule_context(HOSTILE_SUBJECT, HOSTILE_NAME),
+           # The desk's own keys (confirmations, changes, requests): see tests/unit/test_desk_mails.py.
+           **desk_context(HOSTILE_SUBJECT, HOSTILE_NAME, HOSTILE_FILE)}
     ctx.update(over)
     return ctx
 
