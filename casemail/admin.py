@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Operator commands about addresses: which ones bounce, and clearing them."""
+"""Operator commands about addresses: which ones bounce, clearing them, and a person's profile."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import sys
 from casemail.app import open_store
 from casemail.settings import Settings
 from store import contacts
+from intake.audience import NOTIFY_CHOICES
 from store.db import read_only, unit_of_work
 
+EX_USAGE = 64
 EX_NOINPUT = 66
 
 
@@ -20,6 +22,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     b.add_argument("--json", action="store_true")
     c = sub.add_parser("clear-bounce", help="mail an address again after it was marked as bouncing")
     c.add_argument("address")
+    p = sub.add_parser("profile", help="show or change a person's display name and notification preference")
+    p.add_argument("address")
+    p.add_argument("--name", help="the display name used in mail to and about them")
+    p.add_argument("--notify", choices=NOTIFY_CHOICES,
+                   help="every update, a daily digest, or only replies addressed to them")
+    p.add_argument("--json", action="store_true")
 
 
 def cmd_bounces(settings: Settings, args: argparse.Namespace) -> int:
@@ -54,4 +62,34 @@ def cmd_clear_bounce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"bounces": cmd_bounces, "clear-bounce": cmd_clear_bounce}
+def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
+    # Only a known person can be changed: creating a contact from a typo would mail nobody and hide
+    # the mistake. Anyone who has written to us, or was copied on a case, is known.
+    if args.name is not None and (not args.name.strip() or len(args.name) > 200):
+        print("casemail: --name must be 1 to 200 characters", file=sys.stderr)
+        return EX_USAGE
+    store = open_store(settings)
+    try:
+        with unit_of_work(store.engine) as s:
+            contact = contacts.get_contact(s, args.address)
+            if contact is None:
+                print(f"casemail: no one with the address {args.address} is known", file=sys.stderr)
+                return EX_NOINPUT
+            if args.name is not None:
+                contact.display_name = " ".join(args.name.split())
+            if args.notify is not None:
+                contact.notify = args.notify
+            row = {"address": contact.address, "name": contact.display_name, "notify": contact.notify,
+                   "role": contact.role, "bouncing": contact.bouncing}
+    finally:
+        store.engine.dispose()
+    if args.json:
+        json.dump(row, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(f"{row['address']}: name {row['name'] or '(none)'}, notify {row['notify']}, {row['role']}"
+              + (", bouncing" if row["bouncing"] else ""))
+    return 0
+
+
+COMMANDS = {"bounces": cmd_bounces, "clear-bounce": cmd_clear_bounce, "profile": cmd_profile}

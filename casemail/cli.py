@@ -9,6 +9,7 @@
   casemail import PATH...             load .eml files, maildirs and mbox files
   casemail bounces [--json]           addresses no longer mailed because they hard-bounced
   casemail clear-bounce ADDRESS       mail an address again
+  casemail profile ADDRESS [--name N] [--notify every|digest|replies] [--json]   a person's profile
   casemail migrate                    bring the database schema up to date
   casemail check-config               read the config and report problems
 
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from casemail.daemon import serve
 
+    # The event loop answers senders while worker threads parse mail. With CPython's default 5 ms
+    # switch interval every hand-over of the GIL from a busy worker to the loop can cost up to 5 ms,
+    # and one SMTP transaction needs several; a shorter interval halved the median time to 250 at one
+    # connection in bench/smtp_bench.py (docs/performance.md).
+    sys.setswitchinterval(0.0005)
     asyncio.run(serve(settings))
     return 0
 
