@@ -12,13 +12,16 @@ needed anyway to send the acknowledgement.
 `casemail import PATH...` loads .eml files, maildirs and mbox files, and processes each message at
 once, so it can report what became of them. A message whose exact bytes are already in the inbound
 log is counted as a duplicate without being stored again, so a second run over the same files
-changes nothing.
+changes nothing. Imported mail is old mail: unless --notify is given, its processing queues no mail
+(no acknowledgements, no staff notifications, no answers), so a backfill does not write to every
+customer of the past year.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import mailbox
 import sys
@@ -54,6 +57,9 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("paths", nargs="+", metavar="PATH")
     i.add_argument("--recipient", help="envelope recipient for messages naming none (default: the first "
                                        "support address)")
+    i.add_argument("--notify", action="store_true",
+                   help="queue the mail that new mail would cause (acknowledgements, staff notifications, "
+                        "answers); by default imported mail is filed without mailing anyone")
 
 
 def _acceptor(store: Any) -> Acceptor:
@@ -96,7 +102,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"casemail: no such file or directory: {missing[0]}", file=sys.stderr)
         return EX_NOINPUT
     store = open_store(settings)
-    cfg = make_intake_config(settings, make_identity(settings))
+    cfg = dataclasses.replace(make_intake_config(settings, make_identity(settings)), notify=args.notify)
     acceptor = _acceptor(store)
     recipient = args.recipient or settings.support.addresses[0]
     counts: Counter[str] = Counter()

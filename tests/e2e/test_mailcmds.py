@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import base64
 import mailbox
 import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from store.models import Outbox
 from tests.e2e.transport_helpers import StoreView, raw_mail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,3 +102,70 @@ def test_import_twice_changes_nothing_the_second_time(database_url: str, tmp_pat
 
     missing = casemail(cfg, "import", str(tmp_path / "nope.mbox"))
     assert missing.returncode == 66
+
+
+def with_attachment(subject: str, *, message_id: str, size: int) -> bytes:
+    # A reply carrying a file over the limit: the sender would be told that it was not kept, by a
+    # notice that is not one of the plan's notifications.
+    return (f"From: Jane Doe <jane@customer.example>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{message_id}>\r\nDate: Sun, 29 Nov 2026 04:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+            "Here is the log.\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+            'Content-Disposition: attachment; filename="big.log"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+            + base64.encodebytes(b"x" * size).decode().replace("\n", "\r\n") + "--b--\r\n").encode()
+
+
+def outbox_templates(database_url: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as s:
+            return sorted(s.scalars(select(Outbox.template)))
+    finally:
+        engine.dispose()
+
+
+def test_import_mails_nobody_without_notify(database_url: str, tmp_path: Path):
+    cfg = write_config(tmp_path, database_url)
+    with cfg.open("a") as f:
+        f.write('[staff]\naddresses = ["agent@example.com"]\n[limits]\nmax_attachment_size = 1024\n')
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "1.eml").write_bytes(raw_mail("Old problem", message_id="quiet-1@customer.example"))
+    (old / "2.eml").write_bytes(raw_mail("Re: [Case #00000001] Old problem", message_id="quiet-2@customer.example",
+                                         body="It still fails.\r\n"))
+    (old / "3.eml").write_bytes(with_attachment("Re: [Case #00000001] Old problem",
+                                                message_id="quiet-3@customer.example", size=4096))
+    quiet = casemail(cfg, "import", str(old))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.decode().strip() == (
+        "imported 3 messages: 1 created, 2 threaded, 0 duplicates, 0 refused, 0 ignored, 0 failed")
+    # Filed, but nobody was mailed: no acknowledgement, no staff notification, no notice about the
+    # file that was not kept.
+    assert outbox_templates(database_url) == []
+
+    # Running it again with --notify does not mail about mail already imported.
+    again = casemail(cfg, "import", "--notify", str(old))
+    assert again.returncode == 0, again.stderr
+    assert "0 created, 0 threaded, 3 duplicates" in again.stdout.decode()
+    assert outbox_templates(database_url) == []
+
+    # With --notify, imported mail is treated as new mail.
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "1.eml").write_bytes(raw_mail("New problem", message_id="loud-1@customer.example",
+                                         sender="joe@other.example"))
+    (new / "2.eml").write_bytes(with_attachment("Re: [Case #00000001] Old problem",
+                                                message_id="loud-2@customer.example", size=4096))
+    loud = casemail(cfg, "import", "--notify", str(new))
+    assert loud.returncode == 0, loud.stderr
+    assert "1 created, 1 threaded, 0 duplicates" in loud.stdout.decode()
+    assert outbox_templates(database_url) == ["customer/ack", "customer/not_kept", "staff/comment",
+                                              "staff/new_case"]
+    view = StoreView(database_url)
+    try:
+        assert view.subjects() == ["Old problem", "New problem"]
+    finally:
+        view.close()
+
+    help_text = casemail(cfg, "import", "--help").stdout.decode()
+    assert "--notify" in help_text
