@@ -46,7 +46,8 @@ EX_TEMPFAIL = 75
 
 # How process_inbound's outcomes are counted in the import summary.
 SUMMARY = {"new-case": "created", "comment": "threaded", "system-event": "threaded", "duplicate": "duplicates",
-           "rejected": "refused", "ignored": "ignored", "bounce": "ignored", "quarantined": "failed"}
+           "rejected": "refused", "ignored": "ignored", "bounce": "ignored", "request": "ignored",
+           "quarantined": "failed"}
 
 
 def add_parsers(sub: Any) -> None:

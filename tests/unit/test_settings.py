@@ -58,3 +58,10 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
     s = settings_from_dict({}, base_dir=tmp_path)
     assert s.database_url == f"sqlite:///{tmp_path / 'var' / 'casemail.db'}"
     assert s.path(s.storage.blobs) == tmp_path / "var" / "blobs"
+
+
+def test_import_summary_names_every_outcome():
+    from casemail.mailcmds import SUMMARY
+    from store.inbound import OUTCOMES
+
+    assert set(SUMMARY) == set(OUTCOMES)
