@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from casemail.settings import ConfigError, Settings
 from intake.limits import AttachmentLimits
 from intake.process import IntakeConfig
-from intake.trust import StaffPolicy
+from intake.trust import StaffPolicy, StaffRoute
 from notifier.render import Renderer, Sender, make_environment
 from store.blobs import BlobStore
 from store.codes import Signer
@@ -72,6 +72,11 @@ def make_intake_config(settings: Settings, identity: Identity) -> IntakeConfig:
         addresses=frozenset(a.lower() for a in settings.staff.addresses),
         domains=frozenset(d.lower() for d in settings.staff.domains),
         trusted_authserv_ids=frozenset(i.lower() for i in settings.staff.trusted_authserv_ids),
+        routes=tuple(
+            StaffRoute(products=frozenset(p.strip().lower() for p in r.products), severities=frozenset(r.severities),
+                       addresses=tuple(r.addresses))
+            for r in settings.staff.routes
+        ),
     )
     # A transport is trusted when only our own MTA can reach it and that MTA authenticates staff.
     trusted = frozenset({"lmtp"} if settings.lmtp.trusted else set())

@@ -100,10 +100,18 @@ class OutboundSettings:
 
 
 @dataclass(frozen=True)
+class StaffRouteSettings:
+    products: list[str] = field(default_factory=list)
+    severities: list[int] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class StaffSettings:
     addresses: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     trusted_authserv_ids: list[str] = field(default_factory=list)
+    routes: list[StaffRouteSettings] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -329,6 +337,19 @@ def _validate(s: Settings) -> None:
     for key in ("new_cases_per_hour", "max_attachments", "max_attachment_size", "max_attachments_total"):
         if getattr(s.limits, key) < 1:
             raise ConfigError(f"limits.{key}: must be at least 1, got {getattr(s.limits, key)}")
+    for i, route in enumerate(s.staff.routes):
+        key = f"staff.routes[{i}]"
+        if not route.addresses:
+            raise ConfigError(f"{key}.addresses: a route needs at least one address")
+        for j, address in enumerate(route.addresses):
+            if address.count("@") != 1 or " " in address:
+                raise ConfigError(f"{key}.addresses[{j}]: {address!r} is not an address")
+        for j, severity in enumerate(route.severities):
+            if not 1 <= severity <= 4:
+                raise ConfigError(f"{key}.severities[{j}]: severities run from 1 to 4, got {severity}")
+        if not route.products and not route.severities:
+            raise ConfigError(f"{key}: give products, severities or both (a route matching every case "
+                              "is what staff.addresses already is)")
     for i, domain in enumerate(s.staff.domains):
         if "@" in domain or not domain:
             raise ConfigError(f"staff.domains[{i}]: a domain such as example.com, got {domain!r}")

@@ -209,8 +209,9 @@ def _recipients(s: Session, notice: Notice, case: Case, author: Contact, identit
     if notice.audience == "sender":
         candidates = [author]
     elif notice.audience == "staff":
-        found = [get_contact(s, a) for a in sorted(staff.addresses)]
-        addresses = [a for a in sorted(staff.addresses) if a != author.address_key]
+        routed = staff.notified_for(case.product, case.severity)
+        found = [get_contact(s, a) for a in routed]
+        addresses = [a for a in routed if a != author.address_key]
         bouncing = {c.address_key for c in found if c is not None and c.bouncing}
         return [a for a in addresses if a not in bouncing]
     else:

@@ -18,14 +18,41 @@ import authres
 
 
 @dataclass(frozen=True)
+class StaffRoute:
+    """Staff notifications of matching cases go to these addresses instead of all staff."""
+
+    products: frozenset[str]         # lower-cased; empty matches any product
+    severities: frozenset[int]       # empty matches any severity
+    addresses: tuple[str, ...]
+
+    def matches(self, product: str | None, severity: int) -> bool:
+        if self.products and (product or "").strip().lower() not in self.products:
+            return False
+        return not self.severities or severity in self.severities
+
+
+@dataclass(frozen=True)
 class StaffPolicy:
     addresses: frozenset[str]        # lower-cased addresses
     domains: frozenset[str]          # lower-cased domains
     trusted_authserv_ids: frozenset[str]
+    routes: tuple[StaffRoute, ...] = ()
 
     def is_staff_address(self, address: str) -> bool:
         key = address.strip().lower()
         return key in self.addresses or key.rpartition("@")[2] in self.domains
+
+    def notified_for(self, product: str | None, severity: int) -> tuple[str, ...]:
+        """Who gets staff mail about a case: every matching route's addresses, else all staff.
+
+        Routes are how a team splits cases by product or severity (the database people get database
+        cases, the on-call desk severity 1); a case no route claims still reaches every staff address.
+        Route addresses count as staff for this only: staff rights still need the address in
+        staff.addresses or staff.domains.
+        """
+        routed = [a for route in self.routes if route.matches(product, severity) for a in route.addresses]
+        chosen = routed or sorted(self.addresses)
+        return tuple(dict.fromkeys(a.lower() for a in chosen))
 
 
 def sender_authenticated(

@@ -236,3 +236,21 @@ async def test_attachments_past_the_limits_are_named_to_the_sender_and_dangerous
         assert entry.details["dangerous_attachments"] == ["tool.exe"]
         assert entry.details["attachments_not_kept"][0]["filename"] == "huge.log"
     store.engine.dispose()
+
+
+async def test_staff_mail_is_routed_by_product_and_severity(start_daemon, sink):
+    d = await start_daemon(outbound=smarthost(sink), staff={
+        "addresses": ["desk@staff.example"],
+        "routes": [{"products": ["VPN Gateway"], "addresses": ["net@staff.example"]},
+                   {"severities": [1], "addresses": ["oncall@staff.example"]}],
+    })
+    await send(d.smtp_port, make_mail("Tunnel drops", "Product: VPN Gateway\nIt drops.\n", message_id="<r1@c.example>"))
+    await send(d.smtp_port, make_mail("Production Down: shop offline", "All down.\n", message_id="<r2@c.example>"))
+    await send(d.smtp_port, make_mail("Question", "How do I export?\n", message_id="<r3@c.example>"))
+    msgs = await sink.wait_for(6)
+    staff_mail = {m["Subject"]: m["To"] for m in msgs if m["Subject"].startswith("[New case]")}
+    assert staff_mail == {
+        "[New case] [Case #00000001] Tunnel drops": "net@staff.example",
+        "[New case] [Case #00000002] Production Down: shop offline": "oncall@staff.example",
+        "[New case] [Case #00000003] Question": "desk@staff.example",
+    }

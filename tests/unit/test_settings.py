@@ -35,6 +35,11 @@ BAD = [
     ({"logging": {"level": "LOUD"}}, "logging.level"),
     ({"staff": {"domains": ["@example.com"]}}, "staff.domains[0]"),
     ({"staff": {"addresses": "a@b"}}, "staff.addresses"),
+    ({"staff": {"routes": [{"products": ["x"]}]}}, "staff.routes[0].addresses"),
+    ({"staff": {"routes": [{"products": ["x"], "addresses": ["nope"]}]}}, "staff.routes[0].addresses[0]"),
+    ({"staff": {"routes": [{"severities": [5], "addresses": ["a@b.c"]}]}}, "staff.routes[0].severities[0]"),
+    ({"staff": {"routes": [{"addresses": ["a@b.c"]}]}}, "staff.routes[0]"),
+    ({"staff": {"routes": [{"product": ["x"], "addresses": ["a@b.c"]}]}}, "staff.routes[0].product"),
 ]
 
 
