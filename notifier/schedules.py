@@ -49,9 +49,18 @@ class Due:
     round: int | None = None
 
 
+def asks_for_information(text: str | None) -> bool:
+    """Whether a staff reply asks the customer something: its own text (quotes are already stripped)
+    carries a question mark. A reply that only informs ("Fixed in 2.1.") must not start the clock that
+    ends in closing the customer's case. None (text not read) counts as asking.
+    """
+    return text is None or any(mark in text for mark in ("?", "？", "¿"))
+
+
 def waiting_on_customer(c: CaseClock) -> bool:
-    """A case waits on its customer while its newest public human entry is a staff reply."""
-    return c.last_human_kind == "staff_reply" and c.last_human_entry_id is not None
+    """A case waits on its customer while its newest public human entry is a staff reply asking something."""
+    return (c.last_human_kind == "staff_reply" and c.last_human_entry_id is not None
+            and asks_for_information(c.last_human_text))
 
 
 def _waiting_for(c: CaseClock, now: datetime) -> timedelta | None:

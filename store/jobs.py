@@ -42,6 +42,8 @@ class CaseClock:
     last_human_at: datetime | None
     # Whether staff have publicly replied since the case was opened.
     staff_replied: bool
+    # The text of that newest entry (None when not read), to tell whether a staff reply asks something.
+    last_human_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def open_case_clocks(s: Session, case_ids: Sequence[int] | None = None) -> list[
     staff_reply = exists().where(Entry.case_id == Case.id, Entry.kind == "staff_reply",
                                  Entry.visibility == "public", Entry.created_at >= Case.created_at)
     q = (select(Case.id, Case.number, Case.subject, Case.severity, Case.production_down, Case.created_at,
-                Contact.address, last.id, last.kind, last.created_at, staff_reply)
+                Contact.address, last.id, last.kind, last.created_at, staff_reply, last.text)
          .join(Contact, Contact.id == Case.requester_id)
          .outerjoin(newest, newest.c.case_id == Case.id)
          .outerjoin(last, last.id == newest.c.entry_id)
@@ -108,7 +110,7 @@ def open_case_clocks(s: Session, case_ids: Sequence[int] | None = None) -> list[
         q = q.where(Case.id.in_(list(case_ids)))
     return [CaseClock(case_id=r[0], number=r[1], subject=r[2], severity=r[3], production_down=bool(r[4]),
                       created_at=r[5], requester_address=r[6], last_human_entry_id=r[7], last_human_kind=r[8],
-                      last_human_at=r[9], staff_replied=bool(r[10]))
+                      last_human_at=r[9], staff_replied=bool(r[10]), last_human_text=r[11])
             for r in s.execute(q)]
 
 

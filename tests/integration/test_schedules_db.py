@@ -49,7 +49,8 @@ def open_case(engine: Engine, *, at: datetime = T0, severity: int = 3, down: boo
         return case.id
 
 
-def write(engine: Engine, case_id: int, kind: str, at: datetime, *, visibility: str = "public") -> int:
+def write(engine: Engine, case_id: int, kind: str, at: datetime, *, visibility: str = "public",
+          text: str | None = None) -> int:
     with unit_of_work(engine) as s:
         case = s.get(Case, case_id)
         assert case is not None
@@ -58,7 +59,7 @@ def write(engine: Engine, case_id: int, kind: str, at: datetime, *, visibility: 
         else:
             author = case.requester
         return cases.add_entry(s, case, kind=kind, author=author, visibility=visibility,
-                               text=f"{kind} at {at:%d %H:%M}", now=at).id
+                               text=text or f"{kind} at {at:%d %H:%M}, which version?", now=at).id
 
 
 def mails(engine: Engine, template: str | None = None) -> list[Outbox]:
@@ -298,3 +299,11 @@ def test_a_job_that_fails_leaves_no_key_holds_up_no_other_and_is_done_at_the_nex
         assert case is not None and case.status == "open" and len(cases.history(s, case)) == 2
     assert runner.run(T0 + 8 * DAY).autocloses == 1
     assert [m.case_id for m in mails(engine, "customer/closed")] == [other, case_id]
+
+
+def test_a_staff_reply_that_asks_nothing_starts_no_reminder_or_close(engine):
+    case_id = open_case(engine)
+    write(engine, case_id, "staff_reply", T0 + 1 * DAY, text="Fixed in version 2.1.")
+    result = ScheduleRunner(engine, IDENTITY, WAITING).run(T0 + 30 * DAY)
+    assert (result.reminders, result.autocloses) == (0, 0)
+    assert mails(engine, "customer/reminder") == [] and mails(engine, "customer/closed") == []
