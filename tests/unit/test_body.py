@@ -284,3 +284,53 @@ def test_extract_body_never_raises(text: str | None, html: str | None) -> None:
     body = extract_body(text, html)
     assert isinstance(body.visible, str)
     assert isinstance(body.full, str)
+
+
+# The library's header expression is only run on windows around candidate lines (for speed); these
+# tests hold that to give exactly what a scan of the whole text gives.
+def _full_scan_markers(lines: list[str]) -> frozenset[int]:
+    from mailparser_reply import EmailMessage
+    from mailparser_reply.constants import MAIL_LANGUAGES
+
+    from intake.quotes import DEFAULT_LANGUAGES, _is_quoted
+
+    known = [language for language in DEFAULT_LANGUAGES if language in MAIL_LANGUAGES]
+    stripped = "\n".join(line.strip() for line in lines)
+    found = set()
+    for match in EmailMessage(text="", languages=known).HEADER_REGEX.finditer(stripped):
+        offset = match.start()
+        while offset < len(stripped) and stripped[offset] == "\n":
+            offset += 1
+        index = stripped.count("\n", 0, offset)
+        if index < len(lines) and not _is_quoted(lines[index]):
+            found.add(index)
+    return frozenset(found)
+
+
+_LINE_POOL = [
+    "Hello,", "", "Thanks for the quick answer.", "On Mon, 1 Feb 2016 at 04:58, Some One <a@b.c>", "wrote:",
+    "On Tuesday Jane Doe wrote:", "> quoted text", "> On Mon, Bob wrote:", "From: Jane <jane@x.example>",
+    "Sent: Monday, 1 February 2016 10:00", "To: support@example.com", "Subject: Re: printer",
+    "Von: Jane", "Gesendet: Montag", "An: support", "Betreff: Drucker", "-----Original Message-----",
+    "Am 01.02.2016 um 10:00 schrieb Jane Doe <j@x.example>:", "Time: 10:00", "Product: LaserJet",
+    "2016年2月1日 10:00 Jane <j@x.example>:", "Od: Jan", "Wysłano: poniedziałek", "-----", "*From:* Jane",
+]
+
+
+@given(st.lists(st.sampled_from(_LINE_POOL), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_windowed_library_scan_equals_a_full_scan(lines):
+    from intake.quotes import DEFAULT_LANGUAGES, _library_markers
+
+    assert _library_markers(lines, DEFAULT_LANGUAGES) == _full_scan_markers(lines)
+
+
+def test_windowed_library_scan_equals_a_full_scan_on_the_corpus(corpus_dir):
+    from intake.quotes import DEFAULT_LANGUAGES, _library_markers
+
+    inputs = [p for p in (corpus_dir / "reply").rglob("*") if p.is_file() and not p.name.endswith(
+        (".json", ".txt")) or p.name.endswith("_body")]
+    assert inputs
+    for path in inputs:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        assert _library_markers(lines, DEFAULT_LANGUAGES) == _full_scan_markers(lines), path.name
