@@ -12,6 +12,7 @@ consecutive lines joined by a space, already stripped of surrounding blanks.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from enum import Enum
@@ -145,6 +146,13 @@ _ATTRIBUTION_WORDS = (
 _GMAIL_SLASH_DATE = re.compile(r"\d{4}/\d{1,2}/\d{1,2}")
 
 
+@functools.lru_cache(maxsize=8192)
+def _line_may_be_attribution(line: str) -> bool:
+    # The same line is asked about from every window that reaches it; remembering the answer per line
+    # (a pure function of the text) makes that one test per line.
+    return _may_be_attribution(line)
+
+
 def _may_be_attribution(text: str) -> bool:
     # Plain substring tests: a case-insensitive regex alternation of these words costs ~100 us a line.
     low = text.lower()
@@ -202,7 +210,7 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
     if not first or first.startswith(">"):
         return 0
     window_end = min(start + MAX_ATTRIBUTION_LINES + _MAX_BLANKS_INSIDE, len(lines))
-    if not any(_may_be_attribution(lines[i]) for i in range(start, window_end)):
+    if not any(_line_may_be_attribution(lines[i]) for i in range(start, window_end)):
         # No line in reach carries an attribution word, so no joining of them can match: the common
         # case of ordinary text, decided without building and matching the joined lines.
         return 0
