@@ -4,7 +4,8 @@
 GuardedSMTP adds what stock aiosmtpd lacks or gets wrong for us: a cap on connections (refused with
 421 at the greeting), on recipients per message (452 4.5.3), on commands and on erroneous commands per
 session (421 and close), on messages being received or stored at once (451 4.3.2), and a true idle
-timeout that says 421 before it hangs up. No exception, whether in our hooks or in aiosmtpd's own
+timeout that says 421 before it hangs up. DATA is read in large chunks (smtp_data.py), not a line at
+a time, with exactly stock aiosmtpd's result. No exception, whether in our hooks or in aiosmtpd's own
 address parsing, can reach the client as a permanent 500 carrying Python internals. AUTH passwords
 are checked in a worker thread, because a deliberately slow hash must not stall the event loop.
 """
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
+
+from intake.transports.smtp_data import read_data
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,9 @@ class GuardedSMTP(SMTP):
     """See the module docstring. Counters live on the protocol object, which lasts for the whole TCP
     connection, so a STARTTLS (which starts a new aiosmtpd Session) does not reset them."""
 
+    # Caps the octets read_data takes per read (None: whatever has arrived); tests set it to move chunk boundaries.
+    _data_max_read: int | None = None
+
     def __init__(self, handler: Any, *, hostname: str, limits: SmtpLimits, gauge: SessionGauge,
                  tls_context: ssl.SSLContext | None = None, require_starttls: bool = False,
                  users: PasswordFile | None = None, auth_required: bool = False) -> None:
@@ -295,9 +301,53 @@ class GuardedSMTP(SMTP):
             return
         self._gauge.data_in_flight += 1
         try:
-            await super().smtp_DATA(arg)
+            await self._receive_data(arg)
         finally:
             self._gauge.data_in_flight -= 1
+
+    async def _receive_data(self, arg: str) -> None:
+        """aiosmtpd 1.4's smtp_DATA, replies included, but with the data read in whole chunks by
+        smtp_data.read_data instead of one readuntil per line (3.5-6x the throughput for mail with
+        attachments, docs/performance.md). One deliberate difference: no fallback to the deprecated
+        process_message() handler API; our handlers implement handle_DATA."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            original, error = await read_data(self._reader, line_limit=self.line_length_limit,
+                                              size_limit=self.data_size_limit, max_read=self._data_max_read)
+        except (asyncio.CancelledError, asyncio.IncompleteReadError):
+            # EOF cancels this task (aiosmtpd's eof_received), so an incomplete read is a lost connection too.
+            log.info("%r connection lost during DATA", self.session and self.session.peer)
+            self._writer.close()
+            raise asyncio.CancelledError from None
+        if original is None:
+            # RFC 5321 4.2.5: the refusal comes only after the whole data has been read.
+            await self.push(error or TEMPFAIL)
+            self._set_post_data_state()
+            return
+        content: str | bytes = original
+        if self._decode_data:
+            if self.enable_SMTPUTF8:
+                content = original.decode("utf-8", errors="surrogateescape")
+            else:
+                try:
+                    content = original.decode("ascii", errors="strict")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: strict ASCII mode")
+                    return
+        self.envelope.content = content
+        self.envelope.original_content = original
+        status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # The stdlib address parser raises IndexError for "<" and other errors for some odd input
