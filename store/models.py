@@ -104,6 +104,8 @@ class Case(Base):
     __table_args__ = (
         Index("ix_case_requester_updated", "requester_id", "updated_at"),
         Index("ix_case_status_updated", "status", "updated_at"),
+        # Created by migration 0004 with the subject search index (FTS5 / GIN), which is not mapped.
+        Index("ix_case_updated", "updated_at", "number"),
     )
 
 
