@@ -65,8 +65,9 @@ class RunningDaemon:
     stop: asyncio.Event
     task: asyncio.Task[None]
 
-    async def settle(self, timeout: float = 15.0) -> None:
-        """Wait until every accepted mail is processed and every due mail has been handled."""
+    async def settle(self, timeout: float = 15.0, *, until_sent: bool = False) -> None:
+        """Wait until every accepted mail is processed and every due mail has been tried once
+        (until_sent: until every queued mail has been sent, retries included)."""
         from sqlalchemy import create_engine, func, select
 
         from store.models import Inbound, Outbox
@@ -77,8 +78,9 @@ class RunningDaemon:
             while True:
                 with engine.connect() as c:
                     busy = c.scalar(select(func.count()).select_from(Inbound).where(Inbound.state == "accepted"))
+                    pending = Outbox.state.in_(("sending", "queued"))
                     busy += c.scalar(select(func.count()).select_from(Outbox).where(
-                        Outbox.state.in_(("sending", "queued")), Outbox.attempts == 0))
+                        pending if until_sent else pending & (Outbox.attempts == 0)))
                 if not busy:
                     return
                 if asyncio.get_running_loop().time() > deadline:

@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import create_engine, func, select
-
 from store.codes import Signer
-from store.models import Inbound, Outbox
 from tests.e2e.test_case_flow import make_mail, send
 
 STAFF = {"addresses": ["agent@staff.example", "bob@staff.example"], "trusted_authserv_ids": ["mx.casemail.test"]}
@@ -32,21 +28,7 @@ def staff_mail(subject: str, body: str, *, in_reply_to: str | None = None, messa
 
 async def quiet(d: Any, timeout: float = 15.0) -> None:
     """Wait until every accepted mail is processed and every queued mail is sent (no failures expected)."""
-    engine = create_engine(d.settings.database_url)
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            with engine.connect() as c:
-                busy = c.scalar(select(func.count()).select_from(Inbound).where(Inbound.state == "accepted"))
-                busy += c.scalar(select(func.count()).select_from(Outbox).where(
-                    Outbox.state.in_(("sending", "queued"))))
-            if not busy:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("the daemon did not go quiet")
-            await asyncio.sleep(0.05)
-    finally:
-        engine.dispose()
+    await d.settle(timeout, until_sent=True)
 
 
 async def exchange(d: Any, sink: Any, msg: EmailMessage, rcpt: list[str] | None = None) -> list[EmailMessage]:
