@@ -156,6 +156,7 @@ async def serve(
             engine, blobs, renderer, sender, envelope_from=identity.support_address, clock=clock, run=run_outbox,
             retry=RetryPolicy(base_seconds=o.retry_base_seconds, max_seconds=o.retry_max_seconds,
                               give_up_after=timedelta(hours=o.give_up_after_hours)),
+            connections=o.connections,
         )
         intake_worker = IntakeWorker(engine, blobs, make_intake_config(settings, identity), clock=clock,
                                      run=run_intake, on_outbox=outbox_worker.wake)

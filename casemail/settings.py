@@ -97,6 +97,7 @@ class OutboundSettings:
     retry_max_seconds: float = 3600.0
     give_up_after_hours: float = 120.0
     poll_seconds: float = 5.0
+    connections: int = 4
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("outbound.retry_max_seconds: must be at least outbound.retry_base_seconds (> 0)")
     if s.outbound.poll_seconds <= 0:
         raise ConfigError("outbound.poll_seconds: must be positive")
+    if not 1 <= s.outbound.connections <= 64:
+        raise ConfigError(f"outbound.connections: must be from 1 to 64, got {s.outbound.connections}")
     if not (s.database.url.startswith("sqlite:///") or s.database.url.startswith("postgresql")):
         raise ConfigError(f"database.url: must be a sqlite:/// or postgresql URL, got {s.database.url!r}")
     if s.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -10,11 +10,11 @@ duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Outbox
@@ -46,8 +46,14 @@ def enqueue(
     return row
 
 
-def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int) -> list[Outbox]:
+def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int,
+              held: Collection[int] = ()) -> list[Outbox]:
     """Take up to `limit` rows that are due, marking them 'sending' in the caller's transaction.
+
+    `held` are rows the caller claimed itself and has not finished yet: their lease may have run out
+    by the clock while they wait to be sent or recorded, and taking them again would send them twice.
+    `attempts` counts attempts whose outcome was recorded, so it is not raised here: the caller raises
+    it with the outcome, and a row in flight still shows how many attempts came before.
 
     On PostgreSQL, FOR UPDATE SKIP LOCKED lets several daemons claim side by side without waiting for
     or duplicating each other. SQLite drops that clause, but there the transaction began with BEGIN
@@ -57,12 +63,14 @@ def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int) -> lis
         (Outbox.state == "queued") & (Outbox.next_attempt_at <= now),
         (Outbox.state == "sending") & (Outbox.claimed_at < now - lease),
     )
-    q = select(Outbox).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+    q = select(Outbox).where(due)
+    if held:
+        q = q.where(Outbox.id.not_in(list(held)))
+    q = q.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
     rows = list(s.scalars(q.with_for_update(skip_locked=True)))
     for row in rows:
         row.state = "sending"
         row.claimed_at = now
-        row.attempts += 1
     s.flush()
     return rows
 
@@ -70,6 +78,16 @@ def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int) -> lis
 def set_rendered(s: Session, outbox_id: int, sha256: str) -> None:
     s.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.rendered_sha256.is_(None))
               .values(rendered_sha256=sha256))
+
+
+def set_rendered_many(s: Session, digests: dict[int, str]) -> None:
+    """set_rendered for a batch, as one executemany instead of a statement per row."""
+    if not digests:
+        return
+    table = Outbox.__table__
+    stmt = (update(table).where(table.c.id == bindparam("row_id"), table.c.rendered_sha256.is_(None))
+            .values(rendered_sha256=bindparam("digest")))
+    s.connection().execute(stmt, [{"row_id": i, "digest": d} for i, d in digests.items()])
 
 
 def mark_sent(s: Session, row: Outbox, *, now: datetime) -> None:
