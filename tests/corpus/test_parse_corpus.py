@@ -189,10 +189,14 @@ def small_messages(corpus_dir: Path) -> list[tuple[str, bytes]]:
 
 
 # database=None: the example database would otherwise be written into the working tree.
+# derandomize: the same 300 mutations every run. Replays of this test were seen to trip hypothesis's
+# FlakyStrategyDefinition now and then; a fixed seed keeps CI's verdict stable, and the atheris target
+# (fuzz/fuzz_intake.py) is where open-ended exploration belongs.
 @settings(
     max_examples=300,
     deadline=None,
     database=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
