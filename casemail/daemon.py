@@ -254,6 +254,8 @@ async def serve(
             io_pool.shutdown(wait=True)
             intake_pool.shutdown(wait=True)
             outbox_pool.shutdown(wait=True)
+            # After every thread that writes blobs has finished.
+            blobs.close()
             engine.dispose()
             log.info("shutdown: %d processed, %d sent", intake_worker.processed, outbox_worker.sent)
 

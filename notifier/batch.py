@@ -16,14 +16,10 @@ transaction for a whole batch, because on SQLite every writing transaction holds
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable, Collection, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -91,7 +87,7 @@ def prepare(engine: Engine, blobs: BlobStore, renderer: Renderer, claimed: list[
     jobs: list[Job] = []
     failed: list[Outcome] = []
     fresh: list[tuple[Claimed, Any, str]] = []
-    stored = BlobBatch(blobs)
+    stored = blobs.batch()
     for c in claimed:
         if c.rendered_sha256 is not None:
             data = blobs.get(c.rendered_sha256)
@@ -120,66 +116,6 @@ def prepare(engine: Engine, blobs: BlobStore, renderer: Renderer, claimed: list[
 def _job(c: Claimed, data: bytes, subject: str, text: str) -> Job:
     return Job(c.id, c.case_id, data, subject, text, c.recipients, c.message_id, c.template, c.created_at,
                c.attempts)
-
-
-# fsync waits for the disk, not the CPU, and ext4 commits concurrent fsyncs in one journal commit, so
-# a batch's files are synced side by side instead of one after another.
-_SYNC_THREADS = 8
-_sync_pool: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _sync_pool
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="casemail-fsync")
-    return _sync_pool
-
-
-class BlobBatch:
-    """BlobStore.put for a batch, with the same durability, but with the fsyncs overlapped.
-
-    Each file is written and its fsync started at once in the sync threads, so the disk works while
-    the caller renders the next mail; `finish` waits for them, renames the files into place and syncs
-    each directory once, however many blobs it got. Only after `finish` may the digests be committed.
-    """
-
-    def __init__(self, blobs: BlobStore) -> None:
-        self._blobs = blobs
-        self._pending: dict[str, tuple[Path, Path, Future[None]]] = {}
-        self._dirs: set[Path] = set()
-
-    def add(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        target = self._blobs.path(digest)
-        if digest in self._pending or target.exists():
-            return digest
-        # A directory made here is only durable once the entry naming it is synced in its parent.
-        for d in (target.parent.parent, target.parent):
-            if not d.is_dir():
-                d.mkdir(exist_ok=True)
-                self._dirs.add(d.parent)
-        tmp = target.with_name(f".{digest}.{os.getpid()}.{id(self)}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        self._pending[digest] = (tmp, target, _pool().submit(_fsync_path, tmp))
-        return digest
-
-    def finish(self) -> None:
-        for tmp, target, synced in self._pending.values():
-            synced.result()
-            os.replace(tmp, target)
-            self._dirs.add(target.parent)
-        list(_pool().map(_fsync_path, sorted(self._dirs)))
-        self._pending.clear()
-        self._dirs.clear()
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def record(engine: Engine, outcomes: Iterable[Outcome], *, now: datetime, give_up_after: timedelta,

@@ -2,15 +2,21 @@
 """A content-addressed store for raw messages and attachments.
 
 Each blob is a file named by the sha256 of its bytes. A blob is written to a temporary file, fsynced,
-renamed into place and its directory fsynced before the database row that names it is committed, so
-a row never points at bytes a crash could take away. Writing the same bytes twice is free.
+renamed into place and its directory fsynced (and so is the parent of any directory made for it)
+before the database row that names it is committed, so a row never points at bytes a crash could
+take away. Writing the same bytes twice is free.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+# How many fsyncs a batch keeps in flight at once (see BlobBatch).
+SYNC_THREADS = 8
 
 
 class BlobNotFound(LookupError):
@@ -21,6 +27,8 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._sync_pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
@@ -29,24 +37,14 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store data durably and return its sha256."""
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
-        if target.exists():
-            return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{digest}.{os.getpid()}.{id(data)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        batch = BlobBatch(self, None)
+        digest = batch.add(data)
+        batch.finish()
         return digest
+
+    def batch(self) -> BlobBatch:
+        """A batch of puts whose fsyncs overlap; see BlobBatch."""
+        return BlobBatch(self, self._pool())
 
     def get(self, sha256: str) -> bytes:
         try:
@@ -54,10 +52,76 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(sha256) from exc
 
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._sync_pool = self._sync_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename is only durable once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._sync_pool is None:
+                self._sync_pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="casemail-fsync")
+            return self._sync_pool
+
+
+class BlobBatch:
+    """Puts with the durability of BlobStore.put, but with the fsyncs overlapped.
+
+    Each file is written and (given a pool) its fsync started at once, so the disk works while the
+    caller prepares the next blob; `finish` waits for them, renames the files into place and syncs each
+    directory once, however many blobs it got. Only after `finish` may the digests be committed.
+    """
+
+    def __init__(self, blobs: BlobStore, pool: ThreadPoolExecutor | None) -> None:
+        self._blobs = blobs
+        self._pool = pool
+        self._pending: dict[str, tuple[Path, Path, Future[None] | None]] = {}
+        self._dirs: set[Path] = set()
+
+    def add(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        target = self._blobs.path(digest)
+        if digest in self._pending or target.exists():
+            return digest
+        # A directory made here is only durable once the entry naming it is synced in its parent.
+        for d in (target.parent.parent, target.parent):
+            if not d.is_dir():
+                d.mkdir(exist_ok=True)
+                self._dirs.add(d.parent)
+        tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.{id(self)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        synced = self._pool.submit(_fsync_path, tmp) if self._pool is not None else None
+        self._pending[digest] = (tmp, target, synced)
+        return digest
+
+    def finish(self) -> None:
+        for tmp, target, synced in self._pending.values():
+            if synced is None:
+                _fsync_path(tmp)
+            else:
+                synced.result()
+            os.replace(tmp, target)
+            self._dirs.add(target.parent)
+        dirs = sorted(self._dirs)
+        if self._pool is not None and len(dirs) > 1:
+            list(self._pool.map(_fsync_path, dirs))
+        else:
+            for d in dirs:
+                _fsync_path(d)
+        self._pending.clear()
+        self._dirs.clear()
+
+
+def _fsync_path(path: Path) -> None:
+    # For a directory this makes a rename (or a new entry) in it durable.
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

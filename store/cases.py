@@ -127,19 +127,6 @@ def remove_participant(s: Session, case: Case, contact: Contact) -> bool:
     return True
 
 
-def is_on_case(s: Session, case: Case, address: str) -> bool:
-    """Whether an address is the case's requester or one of its participants."""
-    key = address_key(address)
-    if case.requester.address_key == key:
-        return True
-    q = (
-        select(Participant.contact_id)
-        .join(Contact, Contact.id == Participant.contact_id)
-        .where(Participant.case_id == case.id, Contact.address_key == key)
-    )
-    return s.scalar(q) is not None
-
-
 @dataclass(frozen=True)
 class NewAttachment:
     filename: str
@@ -349,7 +336,3 @@ def history(s: Session, case: Case) -> list[Entry]:
 
 def get_entry(s: Session, case: Case, entry_id: int) -> Entry | None:
     return s.scalar(select(Entry).where(Entry.case_id == case.id, Entry.id == entry_id))
-
-
-def find_entry_by_message_id(s: Session, message_id: str) -> Entry | None:
-    return s.scalar(select(Entry).where(Entry.message_id == message_id).order_by(Entry.id).limit(1))

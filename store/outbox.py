@@ -75,13 +75,8 @@ def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int,
     return rows
 
 
-def set_rendered(s: Session, outbox_id: int, sha256: str) -> None:
-    s.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.rendered_sha256.is_(None))
-              .values(rendered_sha256=sha256))
-
-
 def set_rendered_many(s: Session, digests: dict[int, str]) -> None:
-    """set_rendered for a batch, as one executemany instead of a statement per row."""
+    """Record the digests of freshly rendered rows, as one executemany; a digest already set is kept."""
     if not digests:
         return
     table = Outbox.__table__
@@ -105,22 +100,6 @@ def retry_later(s: Session, row: Outbox, *, error: str, at: datetime) -> None:
 def mark_failed(s: Session, row: Outbox, *, error: str) -> None:
     row.state = "failed"
     row.last_error = error[:2000]
-
-
-def pending_count(s: Session) -> int:
-    from sqlalchemy import func
-
-    return int(s.scalar(select(func.count()).select_from(Outbox).where(Outbox.state.in_(("queued", "sending")))) or 0)
-
-
-def get(s: Session, outbox_id: int) -> Outbox | None:
-    return s.get(Outbox, outbox_id)
-
-
-def next_due_at(s: Session) -> datetime | None:
-    from sqlalchemy import func
-
-    return s.scalar(select(func.min(Outbox.next_attempt_at)).where(Outbox.state == "queued"))
 
 
 def release_claims(s: Session) -> int:
