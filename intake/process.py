@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy.exc
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
@@ -60,6 +61,9 @@ def process_inbound(engine: Engine, blobs: BlobStore, inbound_id: int, cfg: Inta
         row = s.get(Inbound, inbound_id, with_for_update=True)
         if row is None or row.state != "accepted":
             return None
+        if _finish_if_duplicate(s, row, clock()):
+            # Nothing to read: a copy we already processed (an IMAP re-read, a second import).
+            return "duplicate"
         row.attempts += 1
         snapshot = (row.sha256, row.mail_from, tuple(row.rcpt_tos), row.transport)
     sha, mail_from, rcpt_tos, transport = snapshot
@@ -95,7 +99,8 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
         for a in verdict.kept
     )
     sender, sender_name = _sender(parsed, mail_from)
-    is_staff = bool(sender) and cfg.staff.is_staff_address(sender) and (
+    staff_claimed = bool(sender) and cfg.staff.is_staff_address(sender)
+    is_staff = staff_claimed and (
         transport in cfg.trusted_transports
         or sender_authenticated(parsed.headers.get("authentication-results", ()), sender,
                                 cfg.staff.trusted_authserv_ids)
@@ -111,7 +116,7 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
         sender=sender,
         sender_name=sender_name,
         is_staff=is_staff,
-        staff_claimed=bool(sender) and cfg.staff.is_staff_address(sender),
+        staff_claimed=staff_claimed,
         recipients=rcpt_tos,
     )
 
@@ -124,11 +129,18 @@ def _sender(parsed: ParsedMail, mail_from: str | None) -> tuple[str, str]:
     return "", ""
 
 
-def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConfig, now: datetime) -> str:
+def _finish_if_duplicate(s: Session, row: Inbound, now: datetime) -> bool:
     earlier = inbound.find_earlier_copy(s, row)
-    if earlier is not None:
-        inbound.finish(s, row, outcome="duplicate", reason=f"same message as inbound {earlier.id}",
-                       case_id=earlier.case_id, now=now)
+    if earlier is None:
+        return False
+    inbound.finish(s, row, outcome="duplicate", reason=f"same message as inbound {earlier.id}",
+                   case_id=earlier.case_id, now=now)
+    return True
+
+
+def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConfig, now: datetime) -> str:
+    # Checked again under the row lock: another processor may have finished a copy meanwhile.
+    if _finish_if_duplicate(s, row, now):
         return "duplicate"
     if not facts.sender:
         inbound.finish(s, row, outcome="rejected", reason="the message has no sender address", case_id=None,
@@ -216,7 +228,19 @@ def _record_failure(engine: Engine, inbound_id: int, exc: Exception, cfg: Intake
             if row is None or row.state != "accepted":
                 return
             row.reason = f"{type(exc).__name__}: {exc}"[:2000]
-            if row.attempts >= cfg.max_attempts:
+            if is_store_outage(exc):
+                # The store failed, not the message (a lock that timed out, a lost connection): the
+                # attempt is given back, so an outage cannot use up a message's attempts and put it in
+                # quarantine; the worker waits before the next pass.
+                row.attempts = max(0, row.attempts - 1)
+            elif row.attempts >= cfg.max_attempts:
                 inbound.finish(s, row, outcome="quarantined", reason=row.reason, case_id=None, now=now)
     except Exception:  # noqa: BLE001 - the store itself is failing; the row stays accepted for a retry.
         log.exception("could not record the failure of inbound=%s", inbound_id)
+
+
+def is_store_outage(exc: BaseException) -> bool:
+    """Whether a failure came from the database being unavailable rather than from the message."""
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)

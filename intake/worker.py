@@ -50,27 +50,38 @@ class IntakeWorker:
                 stopper.cancel()
 
     async def drain(self) -> int:
-        """Process every pending message once; return how many were processed."""
+        """Process every pending message once; return how many were processed.
+
+        Messages that failed do not count, so a pass in which everything failed (the store is down)
+        makes run() wait before the next one instead of retrying at once in a tight loop.
+        """
         ids = await self._run(self._pending)
+        processed = 0
         for inbound_id in ids:
             try:
                 await self._run(lambda i=inbound_id: process_inbound(self._engine, self._blobs, i, self._cfg,
                                                                      self._clock))
             except Exception:  # noqa: BLE001 - logged and recorded by process_inbound; go on with the next.
                 continue
-            self.processed += 1
-        if ids:
+            processed += 1
+        self.processed += processed
+        if processed:
             self._on_outbox()
-        return len(ids)
+        return processed
 
     def _pending(self) -> list[int]:
-        self._quarantine_exhausted()
         with read_only(self._engine) as s:
-            return inbound.pending_ids(s, limit=self._batch, max_attempts=self._cfg.max_attempts)
+            exhausted = bool(inbound.exhausted(s, max_attempts=self._cfg.max_attempts))
+            pending = inbound.pending_ids(s, limit=self._batch, max_attempts=self._cfg.max_attempts)
+        if exhausted:
+            self._quarantine_exhausted()
+        return pending
 
     def _quarantine_exhausted(self) -> None:
         # A message whose processing crashed the daemon itself (so no failure could be recorded) has
         # used up its attempts while still 'accepted'; give it its outcome rather than leave it forever.
+        # Looked for read-only first (above): this runs on every wake-up, and a writing transaction
+        # would take SQLite's write lock from the accepts each time.
         with unit_of_work(self._engine) as s:
             for row in inbound.exhausted(s, max_attempts=self._cfg.max_attempts):
                 inbound.finish(s, row, outcome="quarantined",

@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What becomes of a message whose processing fails: retried, then quarantined, never lost.
+
+A failure of the store (a lock that timed out, a lost connection) is not the message's fault and
+does not use up its attempts; a failure that comes from the message does, and ends in quarantine with
+the reason, the raw bytes kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy.exc
+
+import intake.process
+from casemail.app import make_identity, make_intake_config, open_store
+from casemail.settings import settings_from_dict
+from intake.accept import Acceptor, Envelope
+from intake.process import process_inbound
+from store.db import read_only
+from store.models import Inbound
+
+RAW = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Printer broken\r\nMessage-ID: <f1@c>\r\n\r\nHi\r\n"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    settings = settings_from_dict({"database": {"url": database_url},
+                                   "support": {"secret_key": "failure-test-key-0123456789"}}, base_dir=tmp_path)
+    store = open_store(settings)
+    cfg = make_intake_config(settings, make_identity(settings))
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, run_io=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    inbound_id = acceptor.accept_sync(RAW, Envelope("smtp", "jane@customer.example", ("support@example.com",)))
+    yield store, cfg, inbound_id
+    store.engine.dispose()
+
+
+def _row(store, inbound_id):  # type: ignore[no-untyped-def]
+    with read_only(store.engine) as s:
+        return s.get(Inbound, inbound_id)
+
+
+def _failing(monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
+    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise exc
+
+    monkeypatch.setattr(intake.process, "decide_and_apply", boom)
+
+
+def test_a_store_outage_uses_up_no_attempt(setup, monkeypatch):
+    store, cfg, inbound_id = setup
+    _failing(monkeypatch, sqlalchemy.exc.OperationalError("INSERT ...", {}, Exception("database is locked")))
+    for _ in range(cfg.max_attempts + 2):
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            process_inbound(store.engine, store.blobs, inbound_id, cfg, _now)
+    row = _row(store, inbound_id)
+    assert (row.state, row.attempts) == ("accepted", 0)
+    monkeypatch.undo()
+    assert process_inbound(store.engine, store.blobs, inbound_id, cfg, _now) == "new-case"
+
+
+def test_a_message_that_keeps_failing_is_quarantined_with_its_reason(setup, monkeypatch):
+    store, cfg, inbound_id = setup
+    _failing(monkeypatch, RuntimeError("a bug this message triggers"))
+    for _ in range(cfg.max_attempts):
+        with pytest.raises(RuntimeError):
+            process_inbound(store.engine, store.blobs, inbound_id, cfg, _now)
+    row = _row(store, inbound_id)
+    assert (row.state, row.outcome) == ("processed", "quarantined")
+    assert "a bug this message triggers" in row.reason
+    assert store.blobs.get(row.sha256) == RAW
+
+
+def test_a_copy_already_processed_is_a_duplicate_before_any_reading(setup, monkeypatch):
+    store, cfg, first = setup
+    assert process_inbound(store.engine, store.blobs, first, cfg, _now) == "new-case"
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, run_io=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    second = acceptor.accept_sync(RAW, Envelope("imap", "jane@customer.example", ("support@example.com",)))
+    # Reading would fail: a duplicate must be recognised without it.
+    monkeypatch.setattr(intake.process, "read_mail", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    assert process_inbound(store.engine, store.blobs, second, cfg, _now) == "duplicate"
+    row = _row(store, second)
+    assert (row.outcome, row.attempts) == ("duplicate", 0)
