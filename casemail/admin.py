@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from casemail.app import open_store
+from casemail.app import opened_store
 from casemail.settings import Settings
 from store import contacts
 from intake.audience import NOTIFY_CHOICES
@@ -31,12 +31,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def cmd_bounces(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings)
-    try:
-        with read_only(store.engine) as s:
-            rows = [{"address": c.address, "reason": c.bounce_reason} for c in contacts.bouncing_contacts(s)]
-    finally:
-        store.engine.dispose()
+    with opened_store(settings) as store, read_only(store.engine) as s:
+        rows = [{"address": c.address, "reason": c.bounce_reason} for c in contacts.bouncing_contacts(s)]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -49,12 +45,8 @@ def cmd_bounces(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_clear_bounce(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings)
-    try:
-        with unit_of_work(store.engine) as s:
-            cleared = contacts.clear_bouncing(s, args.address)
-    finally:
-        store.engine.dispose()
+    with opened_store(settings) as store, unit_of_work(store.engine) as s:
+        cleared = contacts.clear_bouncing(s, args.address)
     if not cleared:
         print(f"casemail: {args.address} is not marked as bouncing", file=sys.stderr)
         return EX_NOINPUT
@@ -68,21 +60,17 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
     if args.name is not None and (not args.name.strip() or len(args.name) > 200):
         print("casemail: --name must be 1 to 200 characters", file=sys.stderr)
         return EX_USAGE
-    store = open_store(settings)
-    try:
-        with unit_of_work(store.engine) as s:
-            contact = contacts.get_contact(s, args.address)
-            if contact is None:
-                print(f"casemail: no one with the address {args.address} is known", file=sys.stderr)
-                return EX_NOINPUT
-            if args.name is not None:
-                contact.display_name = " ".join(args.name.split())
-            if args.notify is not None:
-                contact.notify = args.notify
-            row = {"address": contact.address, "name": contact.display_name, "notify": contact.notify,
-                   "role": contact.role, "bouncing": contact.bouncing}
-    finally:
-        store.engine.dispose()
+    with opened_store(settings) as store, unit_of_work(store.engine) as s:
+        contact = contacts.get_contact(s, args.address)
+        if contact is None:
+            print(f"casemail: no one with the address {args.address} is known", file=sys.stderr)
+            return EX_NOINPUT
+        if args.name is not None:
+            contact.display_name = " ".join(args.name.split())
+        if args.notify is not None:
+            contact.notify = args.notify
+        row = {"address": contact.address, "name": contact.display_name, "notify": contact.notify,
+               "role": contact.role, "bouncing": contact.bouncing}
     if args.json:
         json.dump(row, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +40,17 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     if upgrade:
         migrate(engine)
     return Store(engine=engine, blobs=BlobStore(settings.path(settings.storage.blobs)))
+
+
+@contextlib.contextmanager
+def opened_store(settings: Settings, *, upgrade: bool = True) -> Iterator[Store]:
+    """The store for one command: opened (and migrated), and always closed again."""
+    store = open_store(settings, upgrade=upgrade)
+    try:
+        yield store
+    finally:
+        store.engine.dispose()
+        store.blobs.close()
 
 
 def secret_key(settings: Settings) -> bytes:

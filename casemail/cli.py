@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from casemail import admin, mailcmds, views
-from casemail.app import make_identity, open_store, utcnow
+from casemail.app import make_identity, opened_store, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
 from store import cases
 from store.blobs import BlobNotFound
@@ -114,8 +114,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    open_store(settings).engine.dispose()
-    print("schema is up to date")
+    with opened_store(settings):
+        print("schema is up to date")
     return 0
 
 
@@ -126,11 +126,9 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings)
-    with read_only(store.engine) as s:
+    with opened_store(settings) as store, read_only(store.engine) as s:
         found = cases.list_cases(s, status=args.status, search=args.search, requester=args.requester)
         rows = [views.case_row(c) for c in found]
-    store.engine.dispose()
     if args.json:
         _print_json(rows)
     else:
@@ -139,18 +137,14 @@ def cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings)
-    try:
-        with read_only(store.engine) as s:
-            case = cases.get_case(s, args.number)
-            if case is None:
-                print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
-                return EX_NOINPUT
-            if args.raw is not None:
-                return _print_raw(s, store.blobs, case, args.raw)
-            data = views.case_detail(case, cases.participants(s, case), cases.history(s, case))
-    finally:
-        store.engine.dispose()
+    with opened_store(settings) as store, read_only(store.engine) as s:
+        case = cases.get_case(s, args.number)
+        if case is None:
+            print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
+            return EX_NOINPUT
+        if args.raw is not None:
+            return _print_raw(s, store.blobs, case, args.raw)
+        data = views.case_detail(case, cases.participants(s, case), cases.history(s, case))
     if args.json:
         _print_json(data)
     else:
@@ -181,24 +175,20 @@ def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
 
 
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings)
     identity = make_identity(settings)
     now = utcnow()
-    try:
-        with unit_of_work(store.engine) as s:
-            case = cases.get_case(s, args.number)
-            if case is None:
-                print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
-                return EX_NOINPUT
-            if not cases.close_case(s, case, now=now):
-                print(f"case {format_case_number(case.number)} is already closed")
-                return 0
-            cases.add_entry(s, case, kind="status_change", now=now, subject="closed",
-                            text="Case closed from the command line.", details={"status": "closed"})
-            queue_case_mail(s, case, identity=identity, template="customer/closed",
-                            recipients=[case.requester.address], now=now)
-    finally:
-        store.engine.dispose()
+    with opened_store(settings) as store, unit_of_work(store.engine) as s:
+        case = cases.get_case(s, args.number)
+        if case is None:
+            print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
+            return EX_NOINPUT
+        if not cases.close_case(s, case, now=now):
+            print(f"case {format_case_number(case.number)} is already closed")
+            return 0
+        cases.add_entry(s, case, kind="status_change", now=now, subject="closed",
+                        text="Case closed from the command line.", details={"status": "closed"})
+        queue_case_mail(s, case, identity=identity, template="customer/closed",
+                        recipients=[case.requester.address], now=now)
     print(f"closed case {format_case_number(args.number)}; the requester will be told")
     return 0
 
