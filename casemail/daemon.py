@@ -119,16 +119,13 @@ async def serve(
 
     store = open_store(settings)
     engine, blobs = store.engine, store.blobs
-    # The database thread runs the transactions that answer senders (accepting mail). SQLite allows one
-    # writer at a time, so one thread is all it can use; PostgreSQL takes a few in parallel.
+    # The database thread runs the transactions that answer senders (accepting mail: blobs, then rows,
+    # a group at a time). SQLite allows one writer at a time, so one thread is all it can use;
+    # PostgreSQL takes a few in parallel.
     db_pool = ThreadPoolExecutor(max_workers=1 if is_sqlite(engine) else 4, thread_name_prefix="casemail-db")
-    io_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="casemail-io")
 
     async def run_db(fn: Callable[[], T]) -> T:
         return await loop.run_in_executor(db_pool, fn)
-
-    async def run_io(fn: Callable[[], T]) -> T:
-        return await loop.run_in_executor(io_pool, fn)
 
     # Processing a mail (parsing, quote stripping) and rendering outgoing mail take milliseconds of
     # CPU each. They get threads of their own so that the short transaction behind each 250 never
@@ -160,7 +157,7 @@ async def serve(
         )
         intake_worker = IntakeWorker(engine, blobs, make_intake_config(settings, identity), clock=clock,
                                      run=run_intake, on_outbox=outbox_worker.wake)
-        acceptor = Acceptor(engine, blobs, run_db=run_db, run_io=run_io, clock=clock,
+        acceptor = Acceptor(engine, blobs, run_db=run_db, clock=clock,
                             on_accepted=intake_worker.wake)
 
         server = None
@@ -251,7 +248,6 @@ async def serve(
             await asyncio.gather(*tasks, return_exceptions=True)
             await sender.close()
             db_pool.shutdown(wait=True)
-            io_pool.shutdown(wait=True)
             intake_pool.shutdown(wait=True)
             outbox_pool.shutdown(wait=True)
             # After every thread that writes blobs has finished.

@@ -66,7 +66,7 @@ def add_parsers(sub: Any) -> None:
 def _acceptor(store: Any) -> Acceptor:
     # Only accept_sync is used here; the async runners are never called, but asyncio.to_thread is the
     # honest value for them.
-    return Acceptor(store.engine, store.blobs, run_db=asyncio.to_thread, run_io=asyncio.to_thread, clock=utcnow,
+    return Acceptor(store.engine, store.blobs, run_db=asyncio.to_thread, clock=utcnow,
                     on_accepted=lambda: None)
 
 

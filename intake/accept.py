@@ -9,6 +9,7 @@ inbound table; a crash between the two is recovered by processing the row on res
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -55,7 +56,14 @@ def header_message_id(raw: bytes) -> str | None:
 
 
 class Acceptor:
-    """Stores incoming mail durably; see the module docstring."""
+    """Stores incoming mail durably; see the module docstring.
+
+    Concurrent accepts are committed in groups: while one group is being written (its blobs fsynced,
+    its rows inserted and committed), the mails that arrive queue up and become the next group, so
+    the cost of the fsyncs and the commit is shared by every mail in the group. A lone mail is written
+    at once, so grouping adds no waiting at one connection. Each sender still gets its 250 only after
+    its own mail is committed.
+    """
 
     def __init__(
         self,
@@ -63,45 +71,119 @@ class Acceptor:
         blobs: BlobStore,
         *,
         run_db: RunInThread,
-        run_io: RunInThread,
         clock: Callable[[], datetime],
         on_accepted: Callable[[], None],
+        max_group: int = 256,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
         self._run_db = run_db
-        self._run_io = run_io
         self._clock = clock
         self._on_accepted = on_accepted
+        self._max_group = max_group
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def accept(self, raw: bytes, envelope: Envelope) -> int:
         """Store one message; return its inbound id. Raises TransientFailure if it could not be stored."""
+        waiting = _Waiting(raw, envelope, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups(), name="accept-writer")
         try:
-            sha = await self._run_io(lambda: self._blobs.put(raw))
-            inbound_id = await self._run_db(lambda: self._record(raw, sha, envelope))
+            # Shielded: a sender that hangs up does not take the group's write down with it.
+            inbound_id = await asyncio.shield(waiting.done)
+        except asyncio.CancelledError:
+            waiting.done.add_done_callback(_consume)
+            raise
         except Exception as exc:
-            log.exception("could not store mail from %r via %s", envelope.mail_from, envelope.transport)
+            log.error("could not store mail from %r via %s: %s", envelope.mail_from, envelope.transport, exc)
             raise TransientFailure(str(exc)) from exc
         log.info("accepted inbound=%s via %s from=%r size=%d", inbound_id, envelope.transport,
                  envelope.mail_from, len(raw))
-        self._on_accepted()
         return inbound_id
 
     def accept_sync(self, raw: bytes, envelope: Envelope) -> int:
         """The same, for callers without an event loop (the pipe command, import)."""
-        sha = self._blobs.put(raw)
-        return self._record(raw, sha, envelope)
+        return self._store([(raw, envelope)])[0]
 
-    def _record(self, raw: bytes, sha: str, envelope: Envelope) -> int:
+    async def _write_groups(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[: self._max_group], self._waiting[self._max_group:]
+            try:
+                await self._write_group(group)
+            finally:
+                # Nobody may wait forever, whatever went wrong above (a cancelled task at shutdown).
+                for w in group:
+                    _settle(w, TransientFailure("the mail could not be stored"))
+
+    async def _write_group(self, group: list[_Waiting]) -> None:
+        items = [(w.raw, w.envelope) for w in group]
+        try:
+            ids = await self._run_db(lambda: self._store(items))
+        except Exception as exc:  # noqa: BLE001 - handed to each waiting sender below.
+            if len(group) > 1:
+                # One message must not fail its neighbours: write each alone, so only the one
+                # that cannot be stored gets the temporary failure.
+                log.warning("a group of %d mails could not be stored (%s); storing them one by one",
+                            len(group), exc)
+                await self._write_singly(group)
+            else:
+                log.exception("could not store a mail")
+                _settle(group[0], exc)
+            return
+        for w, inbound_id in zip(group, ids, strict=True):
+            _settle(w, inbound_id)
+        self._on_accepted()
+
+    async def _write_singly(self, group: list[_Waiting]) -> None:
+        stored = False
+        for w in group:
+            try:
+                inbound_id = await self._run_db(lambda w=w: self._store([(w.raw, w.envelope)])[0])
+            except Exception as exc:  # noqa: BLE001 - this sender gets a temporary failure.
+                log.exception("could not store a mail from %r", w.envelope.mail_from)
+                _settle(w, exc)
+                continue
+            _settle(w, inbound_id)
+            stored = True
+        if stored:
+            self._on_accepted()
+
+    def _store(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
+        # Every blob is fsynced (the fsyncs overlapped) before the rows naming them are committed.
+        batch = self._blobs.batch() if len(items) > 1 else None
+        if batch is not None:
+            shas = [batch.add(raw) for raw, _ in items]
+            batch.finish()
+        else:
+            shas = [self._blobs.put(raw) for raw, _ in items]
+        messages = [
+            inbound.NewInbound(transport=env.transport, mail_from=env.mail_from, rcpt_tos=env.rcpt_tos,
+                               message_id=header_message_id(raw), sha256=sha, size=len(raw))
+            for (raw, env), sha in zip(items, shas, strict=True)
+        ]
         with unit_of_work(self._engine) as s:
-            row = inbound.record_inbound(
-                s,
-                transport=envelope.transport,
-                mail_from=envelope.mail_from,
-                rcpt_tos=envelope.rcpt_tos,
-                message_id=header_message_id(raw),
-                sha256=sha,
-                size=len(raw),
-                now=self._clock(),
-            )
-            return row.id
+            return inbound.record_many(s, messages, now=self._clock())
+
+
+@dataclass
+class _Waiting:
+    raw: bytes
+    envelope: Envelope
+    done: asyncio.Future[int]
+
+
+def _consume(done: asyncio.Future[int]) -> None:
+    # The sender hung up; its outcome is read here so asyncio does not report it as never retrieved.
+    if not done.cancelled():
+        done.exception()
+
+
+def _settle(w: _Waiting, outcome: int | BaseException) -> None:
+    if w.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        w.done.set_exception(outcome)
+    else:
+        w.done.set_result(outcome)

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from store.models import Inbound
@@ -50,6 +51,36 @@ def record_inbound(
     s.add(row)
     s.flush()
     return row
+
+
+@dataclass(frozen=True)
+class NewInbound:
+    """One accepted message, as record_many writes it."""
+    transport: str
+    mail_from: str | None
+    rcpt_tos: tuple[str, ...]
+    message_id: str | None
+    sha256: str
+    size: int
+
+
+def record_many(s: Session, messages: Sequence[NewInbound], *, now: datetime) -> list[int]:
+    """Insert accepted messages in one statement; return their ids in the order given.
+
+    This is the accept path's group commit: every mail that arrived while the previous batch was
+    being written goes into one INSERT and one commit. A Core insert keeps the ORM's per-object
+    bookkeeping off the path that answers senders.
+    """
+    if not messages:
+        return []
+    rows = [
+        {"transport": m.transport, "mail_from": m.mail_from, "rcpt_tos": list(m.rcpt_tos),
+         "message_id": m.message_id, "sha256": m.sha256, "size": m.size, "received_at": now,
+         "state": "accepted", "attempts": 0}
+        for m in messages
+    ]
+    result = s.execute(insert(Inbound).returning(Inbound.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
 
 
 def pending_ids(s: Session, *, limit: int = 100, max_attempts: int) -> list[int]:

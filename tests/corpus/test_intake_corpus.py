@@ -37,7 +37,7 @@ def intake(tmp_path: Path):  # type: ignore[no-untyped-def]
     )
     store = open_store(settings)
     cfg = make_intake_config(settings, make_identity(settings))
-    acceptor = Acceptor(store.engine, store.blobs, run_db=None, run_io=None, clock=_now,  # type: ignore[arg-type]
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
                         on_accepted=lambda: None)
 
     def run(raw: bytes, mail_from: str | None) -> tuple[int, str | None]:

@@ -126,7 +126,7 @@ async def test_mail_accepted_but_not_processed_is_processed_after_sigkill(tmp_pa
     store = open_store(settings)
     # Accept exactly as a transport does, with no daemon running to process it: the state a crash
     # right after the 250 leaves behind.
-    acceptor = Acceptor(store.engine, store.blobs, run_db=asyncio.to_thread, run_io=asyncio.to_thread,  # type: ignore[arg-type]
+    acceptor = Acceptor(store.engine, store.blobs, run_db=asyncio.to_thread,  # type: ignore[arg-type]
                         clock=lambda: datetime.now(timezone.utc),
                         on_accepted=lambda: None)
     raw = make_mail("Crash test", "Processed after restart?\n", message_id="<crash@customer.example>").as_bytes()

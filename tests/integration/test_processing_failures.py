@@ -35,7 +35,7 @@ def setup(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
                                    "support": {"secret_key": "failure-test-key-0123456789"}}, base_dir=tmp_path)
     store = open_store(settings)
     cfg = make_intake_config(settings, make_identity(settings))
-    acceptor = Acceptor(store.engine, store.blobs, run_db=None, run_io=None, clock=_now,  # type: ignore[arg-type]
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
                         on_accepted=lambda: None)
     inbound_id = acceptor.accept_sync(RAW, Envelope("smtp", "jane@customer.example", ("support@example.com",)))
     yield store, cfg, inbound_id
@@ -81,7 +81,7 @@ def test_a_message_that_keeps_failing_is_quarantined_with_its_reason(setup, monk
 def test_a_copy_already_processed_is_a_duplicate_before_any_reading(setup, monkeypatch):
     store, cfg, first = setup
     assert process_inbound(store.engine, store.blobs, first, cfg, _now) == "new-case"
-    acceptor = Acceptor(store.engine, store.blobs, run_db=None, run_io=None, clock=_now,  # type: ignore[arg-type]
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
                         on_accepted=lambda: None)
     second = acceptor.accept_sync(RAW, Envelope("imap", "jane@customer.example", ("support@example.com",)))
     # Reading would fail: a duplicate must be recognised without it.
