@@ -348,9 +348,9 @@ async def start_ceiling() -> Server:
     return Server(proc, int(line))
 
 
-def daemon_config(log_level: str) -> str:
+def daemon_config(log_level: str, overrides: list[str] | None = None) -> str:
     # Relative paths are resolved against the config file's folder, the phase's temporary folder.
-    return f"""\
+    return _with_overrides(f"""\
 [database]
 url = "sqlite:///casemail.db"
 
@@ -373,12 +373,29 @@ maildir = "sent"
 
 [logging]
 level = "{log_level}"
-"""
+""", overrides or [])
 
 
-async def start_daemon(workdir: Path, log_level: str, py_spy: Path | None, label: str) -> Server:
+def _with_overrides(config: str, overrides: list[str]) -> str:
+    """The config with each "section.key=value" (value in TOML) set, for comparing settings."""
+    sections: dict[str, list[str]] = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        section, _, key = name.strip().partition(".")
+        sections.setdefault(section, []).append(f"{key} = {value.strip()}")
+    for section, lines in sections.items():
+        header = f"[{section}]\n"
+        if header in config:
+            config = config.replace(header, header + "\n".join(lines) + "\n")
+        else:
+            config += f"\n{header}" + "\n".join(lines) + "\n"
+    return config
+
+
+async def start_daemon(workdir: Path, log_level: str, py_spy: Path | None, label: str,
+                       overrides: list[str] | None = None) -> Server:
     config = workdir / "casemail.toml"
-    config.write_text(daemon_config(log_level))
+    config.write_text(daemon_config(log_level, overrides))
     log_path = workdir / "daemon.log"
     with log_path.open("wb") as log_file:
         # The log goes to a file, not a pipe: a pipe nobody reads would stall the daemon once full.
@@ -509,7 +526,7 @@ async def run_phase(kind: str, concurrency: int, count: int, args: argparse.Name
 
     workdir = Path(tempfile.mkdtemp(prefix="casemail-bench-"))
     try:
-        daemon = await start_daemon(workdir, args.log_level, args.py_spy, label)
+        daemon = await start_daemon(workdir, args.log_level, args.py_spy, label, args.set)
         try:
             casemail_result = await send_batch("127.0.0.1", daemon.port, mails, concurrency, args.seconds,
                                              args.per_connection)
@@ -625,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages sent on one connection before a new one is opened (default 100)")
     p.add_argument("--seed", type=int, default=1, help="seed of the mail generator (default 1)")
     p.add_argument("--log-level", default="INFO", help="the daemon's logging.level (default INFO, as shipped)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="set a daemon setting (value in TOML, e.g. intake.processes=0); repeatable")
     p.add_argument("--py-spy", type=Path, metavar="DIR",
                    help="profile each daemon with py-spy (raw collapsed stacks into DIR/<phase>.txt)")
     p.add_argument("--keep", action="store_true", help="keep each daemon's temporary folder (database, log)")
@@ -649,7 +668,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(["bench/smtp_bench.py", *sys.argv[1:]]),
         "settings": {"count": args.count, "mix_count": args.mix_count, "concurrency": args.concurrency,
                      "seconds": args.seconds, "process_seconds": args.process_seconds, "seed": args.seed,
-                     "log_level": args.log_level},
+                     "log_level": args.log_level, "set": args.set},
         "targets_later_issue": {"ratio": TARGET_RATIO, "cases_per_s_small": TARGET_CASES_PER_SECOND,
                                 "acks_per_s": TARGET_ACKS_PER_SECOND},
         "phases": phases,

@@ -3,4 +3,7 @@ import sys
 
 from casemail.cli import main
 
-sys.exit(main())
+# Guarded: the intake processes are started with multiprocessing's spawn, which imports this module
+# again in each process, and there it must not run the command a second time.
+if __name__ == "__main__":
+    sys.exit(main())

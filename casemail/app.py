@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -33,6 +34,14 @@ def utcnow() -> datetime:
 class Store:
     engine: Engine
     blobs: BlobStore
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    # The libraries below narrate every step at INFO (aiosmtpd logs each SMTP command); their
+    # warnings and errors still come through.
+    for noisy in ("mail.log", "alembic", "apscheduler", "mailparser"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:

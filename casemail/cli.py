@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from casemail import admin, mailcmds, views
-from casemail.app import make_identity, opened_store, utcnow
+from casemail.app import configure_logging, make_identity, opened_store, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
 from store import cases
 from store.blobs import BlobNotFound
@@ -53,14 +52,6 @@ def find_config(given: str | None) -> Path:
         return Path(env)
     raise ConfigError("no config file: pass -c PATH, create ./casemail.toml, or set CASEMAIL_CONFIG "
                       "(config.example.toml holds every key with its default)")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The libraries below narrate every step at INFO (aiosmtpd logs each SMTP command); their
-    # warnings and errors still come through.
-    for noisy in ("mail.log", "alembic", "apscheduler", "mailparser"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from casemail.app import make_identity, make_intake_config, make_renderer, open_store, sqlite_lock_path, utcnow
 from casemail.mailin import lmtp_address, make_imap_pollers, start_lmtp
 from casemail.settings import ConfigError, Settings
+from casemail.workers import IntakeProcesses
 from intake.accept import Acceptor
+from intake.spoolmover import SpoolMover
 from intake.transports.smtp import (IntakeHandler, ListenerSetupError, Mailboxes, SmtpLimits, SmtpSecurity,
                                      start_smtp_server)
 from intake.worker import IntakeWorker
@@ -35,6 +37,7 @@ from notifier.schedules import ScheduleConfig
 from notifier.send import MaildirSender, MailSender, SmtpSender
 from store import outbox
 from store.db import is_sqlite, unit_of_work
+from store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,8 @@ def smtp_security(settings: Settings) -> SmtpSecurity:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path | None) -> Iterator[None]:
-    """One daemon per SQLite file: a second one would fight the first for the write lock."""
+def exclusive_lock(path: Path | None, refusal: str) -> Iterator[None]:
+    """Hold path's lock for the daemon's lifetime; refusal (naming the key) if another daemon holds it."""
     if path is None:
         yield
         return
@@ -98,7 +101,7 @@ def exclusive_lock(path: Path | None) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"database.url: another casemail daemon already uses this database ({path})")
+            raise ConfigError(refusal)
         yield
     finally:
         os.close(fd)
@@ -119,19 +122,26 @@ async def serve(
 
     store = open_store(settings)
     engine, blobs = store.engine, store.blobs
-    # The database thread runs the transactions that answer senders (accepting mail: blobs, then rows,
-    # a group at a time). SQLite allows one writer at a time, so one thread is all it can use;
-    # PostgreSQL takes a few in parallel.
+    # These threads run the writes that answer senders: a group of accepted mails into the blob store
+    # and the spool (the accept writer is one task, so one thread at a time), and the IMAP pollers'
+    # positions. SQLite allows one writer at a time, so one thread is all it can use there.
     db_pool = ThreadPoolExecutor(max_workers=1 if is_sqlite(engine) else 4, thread_name_prefix="casemail-db")
 
     async def run_db(fn: Callable[[], T]) -> T:
         return await loop.run_in_executor(db_pool, fn)
 
-    # Processing a mail (parsing, quote stripping) and rendering outgoing mail take milliseconds of
-    # CPU each. They get threads of their own so that the short transaction behind each 250 never
-    # queues behind them; SQLite's busy timeout orders the few writes that meet.
+    # Processing a mail in the daemon's own process (intake.processes = 0) and rendering outgoing mail
+    # take milliseconds of CPU each. They get threads of their own so that the writes behind each 250
+    # never queue behind them; SQLite's busy timeout orders the few writes that meet.
     intake_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casemail-intake")
     outbox_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casemail-outbox")
+
+    # Moving spooled mail into the database waits for its write lock; it has a thread of its own so
+    # that the wait holds up nothing else.
+    mover_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casemail-mover")
+
+    async def run_mover(fn: Callable[[], T]) -> T:
+        return await loop.run_in_executor(mover_pool, fn)
 
     async def run_intake(fn: Callable[[], T]) -> T:
         return await loop.run_in_executor(intake_pool, fn)
@@ -139,7 +149,13 @@ async def serve(
     async def run_outbox(fn: Callable[[], T]) -> T:
         return await loop.run_in_executor(outbox_pool, fn)
 
-    with exclusive_lock(sqlite_lock_path(settings, engine)):
+    spool_path = settings.path(settings.storage.spool)
+    db_lock = sqlite_lock_path(settings, engine)
+    # One daemon per SQLite file: a second one would fight the first for the write lock. One daemon
+    # per spool: two would record the same spooled mail twice.
+    with exclusive_lock(db_lock, f"database.url: another casemail daemon already uses this database ({db_lock})"), \
+            exclusive_lock(spool_path.with_name(spool_path.name + ".lock"),
+                           f"storage.spool: another casemail daemon already uses this spool ({spool_path})"):
         if is_sqlite(engine):
             with unit_of_work(engine) as s:
                 released = outbox.release_claims(s)
@@ -155,10 +171,19 @@ async def serve(
                               give_up_after=timedelta(hours=o.give_up_after_hours)),
             connections=o.connections,
         )
-        intake_worker = IntakeWorker(engine, blobs, make_intake_config(settings, identity), clock=clock,
-                                     run=run_intake, on_outbox=outbox_worker.wake)
-        acceptor = Acceptor(engine, blobs, run_db=run_db, clock=clock,
-                            on_accepted=intake_worker.wake)
+        # Accepted mail is processed by processes of its own (intake.processes), or by a thread here.
+        processes: IntakeProcesses | None = None
+        intake_worker: IntakeWorker | None = None
+        if settings.intake.processes:
+            processes = IntakeProcesses(settings, on_outbox=outbox_worker.wake)
+            wake_intake = processes.wake
+        else:
+            intake_worker = IntakeWorker(engine, blobs, make_intake_config(settings, identity), clock=clock,
+                                         run=run_intake, on_outbox=outbox_worker.wake)
+            wake_intake = intake_worker.wake
+        spool = Spool(spool_path)
+        mover = SpoolMover(spool, engine, run=run_mover, on_moved=wake_intake)
+        acceptor = Acceptor(engine, blobs, spool=spool, run_db=run_db, clock=clock, on_accepted=mover.wake)
 
         server = None
         if settings.smtp.enabled:
@@ -194,7 +219,7 @@ async def serve(
         scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                    "misfire_grace_time": 30})
         scheduler.add_job(outbox_worker.wake, "interval", seconds=o.poll_seconds, id="outbox-sweep")
-        scheduler.add_job(intake_worker.wake, "interval", seconds=5, id="intake-sweep")
+        scheduler.add_job(wake_intake, "interval", seconds=5, id="intake-sweep")
         schedules = ScheduleRunner(engine, identity, schedule_config(settings))
         if schedules.enabled:
             async def run_schedules() -> None:
@@ -214,12 +239,18 @@ async def serve(
         scheduler.start()
 
         workers_stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(intake_worker.run(workers_stop), name="intake"),
-            asyncio.create_task(outbox_worker.run(workers_stop), name="outbox"),
-        ]
+        if processes is not None:
+            # Started once the listeners are up, so a listener that fails to start leaves none behind.
+            processes.start()
+        mover_stop = asyncio.Event()
+        moving = asyncio.create_task(mover.run(mover_stop), name="spool-mover")
+        tasks = [asyncio.create_task(outbox_worker.run(workers_stop), name="outbox")]
+        if intake_worker is not None:
+            tasks.append(asyncio.create_task(intake_worker.run(workers_stop), name="intake"))
+        watcher = asyncio.create_task(processes.watch(), name="intake-watch") if processes else None
         info: dict[str, Any] = {"smtp": server.sockets[0].getsockname()[:2] if server else None,
-                                "lmtp": lmtp_address(lmtp_server)}
+                                "lmtp": lmtp_address(lmtp_server),
+                                "intake_pids": processes.pids if processes else []}
         log.info("casemail ready: smtp=%s outbound=%s", info["smtp"], settings.outbound.transport)
         if ready is not None:
             ready(info)
@@ -241,6 +272,19 @@ async def serve(
                     task.cancel()
                 await asyncio.gather(*pollers, return_exceptions=True)
             scheduler.shutdown(wait=False)
+            # Nothing is accepted any more: what is spooled is recorded, for processing now or at the
+            # next start.
+            mover_stop.set()
+            try:
+                await asyncio.wait_for(moving, GRACEFUL_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("spooled mail is recorded at the next start")
+            if processes is not None:
+                # The processes finish the mail in hand; what they queue is still sent below.
+                await processes.stop(GRACEFUL_SECONDS)
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             workers_stop.set()
             _done, pending = await asyncio.wait(tasks, timeout=GRACEFUL_SECONDS)
             for task in pending:
@@ -248,12 +292,17 @@ async def serve(
             await asyncio.gather(*tasks, return_exceptions=True)
             await sender.close()
             db_pool.shutdown(wait=True)
+            mover_pool.shutdown(wait=True)
+            spool.close()
             intake_pool.shutdown(wait=True)
             outbox_pool.shutdown(wait=True)
             # After every thread that writes blobs has finished.
             blobs.close()
             engine.dispose()
-            log.info("shutdown: %d processed, %d sent", intake_worker.processed, outbox_worker.sent)
+            if intake_worker is not None:
+                log.info("shutdown: %d processed, %d sent", intake_worker.processed, outbox_worker.sent)
+            else:
+                log.info("shutdown: %d sent", outbox_worker.sent)
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -29,6 +29,7 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     blobs: str = "var/blobs"
+    spool: str = "var/spool.sqlite"
     secret_key_file: str = "var/secret.key"
 
 
@@ -201,6 +202,18 @@ class SchedulesSettings:
 
 
 @dataclass(frozen=True)
+class IntakeSettings:
+    processes: int = 2
+    nice: int = 10
+
+    def validate(self) -> None:
+        if not 0 <= self.processes <= 64:
+            raise ConfigError(f"intake.processes: must be between 0 and 64, got {self.processes}")
+        if not 0 <= self.nice <= 19:
+            raise ConfigError(f"intake.nice: must be between 0 and 19, got {self.nice}")
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -219,6 +232,7 @@ class Settings:
     lmtp: LmtpSettings = field(default_factory=LmtpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
     schedules: SchedulesSettings = field(default_factory=SchedulesSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
     # The directory relative paths are resolved against (the config file's directory).
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -319,6 +333,7 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{key}: must be between 0 and 65535, got {port}")
     s.smtp.validate()
     s.schedules.validate()
+    s.intake.validate()
     if s.schedules.staff_digest_hour >= 0 and not s.staff.addresses:
         raise ConfigError("schedules.staff_digest_hour: the staff digest goes to staff.addresses, which is empty")
     if s.outbound.transport not in ("maildir", "smtp"):

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The one way mail comes in: raw bytes and an envelope become a durable inbound row.
+"""The one way mail comes in: raw bytes and an envelope become durable before anyone is told so.
 
 Every transport (SMTP, LMTP, IMAP, the pipe command, import) calls accept(). It writes the raw message
-to the blob store (fsynced) and commits the inbound row, and only then returns, so the transport can
-acknowledge the mail knowing nothing can lose it. Parsing and threading happen afterwards, from the
-inbound table; a crash between the two is recovered by processing the row on restart.
+to the blob store (fsynced) and commits its envelope, and only then returns, so the transport can
+acknowledge the mail knowing nothing can lose it. In the daemon the envelope goes to the accept spool
+(store/spool.py), and SpoolMover records it in the inbound table right after; the commands without a
+daemon (the pipe command, import) write the inbound row directly. Parsing and threading happen
+afterwards, from the inbound table; a crash at any point is recovered at the next start, from the
+spool or from the inbound table.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import Engine
 from store import inbound
 from store.blobs import BlobStore
 from store.db import RunInThread, unit_of_work
+from store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +77,11 @@ class Acceptor:
         run_db: RunInThread,
         clock: Callable[[], datetime],
         on_accepted: Callable[[], None],
+        spool: Spool | None = None,
         max_group: int = 256,
     ) -> None:
         self._engine = engine
+        self._spool = spool
         self._blobs = blobs
         self._run_db = run_db
         self._clock = clock
@@ -85,7 +91,10 @@ class Acceptor:
         self._writer: asyncio.Task[None] | None = None
 
     async def accept(self, raw: bytes, envelope: Envelope) -> int:
-        """Store one message; return its inbound id. Raises TransientFailure if it could not be stored."""
+        """Store one message; return its receipt number (its spool id, or its inbound id without a spool).
+
+        Raises TransientFailure if it could not be stored.
+        """
         waiting = _Waiting(raw, envelope, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         if self._writer is None or self._writer.done():
@@ -99,13 +108,14 @@ class Acceptor:
         except Exception as exc:
             log.error("could not store mail from %r via %s: %s", envelope.mail_from, envelope.transport, exc)
             raise TransientFailure(str(exc)) from exc
-        log.info("accepted inbound=%s via %s from=%r size=%d", inbound_id, envelope.transport,
-                 envelope.mail_from, len(raw))
+        log.info("accepted %s=%s via %s from=%r size=%d", "spool" if self._spool else "inbound", inbound_id,
+                 envelope.transport, envelope.mail_from, len(raw))
         return inbound_id
 
     def accept_sync(self, raw: bytes, envelope: Envelope) -> int:
-        """The same, for callers without an event loop (the pipe command, import)."""
-        return self._store([(raw, envelope)])[0]
+        """The same for callers without an event loop (the pipe command, import): the inbound row is
+        written directly, and its id returned."""
+        return self._record(self._write_blobs([(raw, envelope)]))[0]
 
     async def _write_groups(self) -> None:
         while self._waiting:
@@ -151,20 +161,31 @@ class Acceptor:
             self._on_accepted()
 
     def _store(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        # Every blob is fsynced (the fsyncs overlapped) before the rows naming them are committed.
+        messages = self._write_blobs(items)
+        if self._spool is not None:
+            return self._spool.add(messages)
+        return self._record(messages)
+
+    def _write_blobs(self, items: list[tuple[bytes, Envelope]]) -> list[inbound.NewInbound]:
+        # Every blob is fsynced (the fsyncs overlapped) before the envelopes naming them are committed.
         batch = self._blobs.batch() if len(items) > 1 else None
         if batch is not None:
             shas = [batch.add(raw) for raw, _ in items]
             batch.finish()
         else:
             shas = [self._blobs.put(raw) for raw, _ in items]
-        messages = [
+        # Each message gets its own instant: with its digest it names this acceptance when the spool
+        # is recovered after a crash (see SpoolMover).
+        return [
             inbound.NewInbound(transport=env.transport, mail_from=env.mail_from, rcpt_tos=env.rcpt_tos,
-                               message_id=header_message_id(raw), sha256=sha, size=len(raw))
+                               message_id=header_message_id(raw), sha256=sha, size=len(raw),
+                               received_at=self._clock())
             for (raw, env), sha in zip(items, shas, strict=True)
         ]
+
+    def _record(self, messages: list[inbound.NewInbound]) -> list[int]:
         with unit_of_work(self._engine) as s:
-            return inbound.record_many(s, messages, now=self._clock())
+            return inbound.record_many(s, messages)
 
 
 @dataclass

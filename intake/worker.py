@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 class IntakeWorker:
     def __init__(self, engine: Engine, blobs: BlobStore, cfg: IntakeConfig, *, clock: Callable[[], datetime],
-                 run: RunInThread, on_outbox: Callable[[], None], batch: int = 200) -> None:
+                 run: RunInThread, on_outbox: Callable[[], None], batch: int = 200,
+                 shard: inbound.Shard | None = None) -> None:
         self._engine = engine
         self._blobs = blobs
         self._cfg = cfg
@@ -28,6 +29,7 @@ class IntakeWorker:
         self._run = run
         self._on_outbox = on_outbox
         self._batch = batch
+        self._shard = shard
         self._wake = asyncio.Event()
         self.processed = 0
 
@@ -37,7 +39,7 @@ class IntakeWorker:
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
         """Process until stop is set; the current message is always finished first."""
         while not stop.is_set():
-            done = await self.drain()
+            done = await self.drain(stop)
             if done:
                 continue
             self._wake.clear()
@@ -49,7 +51,7 @@ class IntakeWorker:
                 waiter.cancel()
                 stopper.cancel()
 
-    async def drain(self) -> int:
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
         """Process every pending message once; return how many were processed.
 
         Messages that failed do not count, so a pass in which everything failed (the store is down)
@@ -58,6 +60,8 @@ class IntakeWorker:
         ids = await self._run(self._pending)
         processed = 0
         for inbound_id in ids:
+            if stop is not None and stop.is_set():
+                break
             try:
                 await self._run(lambda i=inbound_id: process_inbound(self._engine, self._blobs, i, self._cfg,
                                                                      self._clock))
@@ -71,8 +75,9 @@ class IntakeWorker:
 
     def _pending(self) -> list[int]:
         with read_only(self._engine) as s:
-            exhausted = bool(inbound.exhausted(s, max_attempts=self._cfg.max_attempts))
-            pending = inbound.pending_ids(s, limit=self._batch, max_attempts=self._cfg.max_attempts)
+            exhausted = bool(inbound.exhausted(s, max_attempts=self._cfg.max_attempts, shard=self._shard))
+            pending = inbound.pending_ids(s, limit=self._batch, max_attempts=self._cfg.max_attempts,
+                                          shard=self._shard)
         if exhausted:
             self._quarantine_exhausted()
         return pending
@@ -83,7 +88,7 @@ class IntakeWorker:
         # Looked for read-only first (above): this runs on every wake-up, and a writing transaction
         # would take SQLite's write lock from the accepts each time.
         with unit_of_work(self._engine) as s:
-            for row in inbound.exhausted(s, max_attempts=self._cfg.max_attempts):
+            for row in inbound.exhausted(s, max_attempts=self._cfg.max_attempts, shard=self._shard):
                 inbound.finish(s, row, outcome="quarantined",
                                reason=row.reason or "processing was interrupted repeatedly", case_id=None,
                                now=self._clock())

@@ -62,20 +62,21 @@ class NewInbound:
     message_id: str | None
     sha256: str
     size: int
+    received_at: datetime
 
 
-def record_many(s: Session, messages: Sequence[NewInbound], *, now: datetime) -> list[int]:
+def record_many(s: Session, messages: Sequence[NewInbound]) -> list[int]:
     """Insert accepted messages in one statement; return their ids in the order given.
 
-    This is the accept path's group commit: every mail that arrived while the previous batch was
-    being written goes into one INSERT and one commit. A Core insert keeps the ORM's per-object
-    bookkeeping off the path that answers senders.
+    This is the accept path's group commit: every mail taken while the previous group was being
+    written goes into one INSERT and one commit. A Core insert keeps the ORM's per-object bookkeeping
+    off the path that answers senders.
     """
     if not messages:
         return []
     rows = [
         {"transport": m.transport, "mail_from": m.mail_from, "rcpt_tos": list(m.rcpt_tos),
-         "message_id": m.message_id, "sha256": m.sha256, "size": m.size, "received_at": now,
+         "message_id": m.message_id, "sha256": m.sha256, "size": m.size, "received_at": m.received_at,
          "state": "accepted", "attempts": 0}
         for m in messages
     ]
@@ -83,14 +84,35 @@ def record_many(s: Session, messages: Sequence[NewInbound], *, now: datetime) ->
     return list(result.scalars())
 
 
-def pending_ids(s: Session, *, limit: int = 100, max_attempts: int) -> list[int]:
-    """Accepted messages not yet processed, oldest first."""
+def is_recorded(s: Session, message: NewInbound) -> bool:
+    """Whether this very acceptance (the same bytes taken at the same instant) already has its row."""
+    return s.scalar(
+        select(Inbound.id).where(Inbound.sha256 == message.sha256, Inbound.received_at == message.received_at)
+        .limit(1)
+    ) is not None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One processor's share of the inbound table: the rows whose id is `index` modulo `count`.
+
+    Processors of one daemon each take a shard, so no two of them read the same message; the row
+    lock in processing would keep the result right even if they did, but the reading would be wasted.
+    """
+    index: int
+    count: int
+
+
+def pending_ids(s: Session, *, limit: int = 100, max_attempts: int, shard: Shard | None = None) -> list[int]:
+    """Accepted messages not yet processed, oldest first (in the shard, when one is given)."""
     q = (
         select(Inbound.id)
         .where(Inbound.state == "accepted", Inbound.attempts < max_attempts)
         .order_by(Inbound.id)
         .limit(limit)
     )
+    if shard is not None and shard.count > 1:
+        q = q.where(Inbound.id % shard.count == shard.index)
     return list(s.scalars(q))
 
 
@@ -136,7 +158,9 @@ def finish(s: Session, row: Inbound, *, outcome: str, reason: str | None, case_i
     row.processed_at = now
 
 
-def exhausted(s: Session, *, max_attempts: int) -> list[Inbound]:
+def exhausted(s: Session, *, max_attempts: int, shard: Shard | None = None) -> list[Inbound]:
     """Accepted messages that have used up their processing attempts."""
     q = select(Inbound).where(Inbound.state == "accepted", Inbound.attempts >= max_attempts)
+    if shard is not None and shard.count > 1:
+        q = q.where(Inbound.id % shard.count == shard.index)
     return list(s.scalars(q))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -64,6 +65,7 @@ class RunningDaemon:
     smtp_port: int
     stop: asyncio.Event
     task: asyncio.Task[None]
+    intake_pids: list[int] = field(default_factory=list)
 
     async def settle(self, timeout: float = 15.0, *, until_sent: bool = False) -> None:
         """Wait until every accepted mail is processed and every due mail has been tried once
@@ -76,8 +78,12 @@ class RunningDaemon:
         try:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
+                # Mail that got its 250 may still be in the accept spool, on its way to the inbound table.
+                # The spool is looked at first: the mover commits a mail's inbound row before it leaves
+                # the spool, so what is not in the spool now is in the inbound table below.
+                busy = _spooled(self.settings)
                 with engine.connect() as c:
-                    busy = c.scalar(select(func.count()).select_from(Inbound).where(Inbound.state == "accepted"))
+                    busy += c.scalar(select(func.count()).select_from(Inbound).where(Inbound.state == "accepted"))
                     pending = Outbox.state.in_(("sending", "queued"))
                     busy += c.scalar(select(func.count()).select_from(Outbox).where(
                         pending if until_sent else pending & (Outbox.attempts == 0)))
@@ -94,6 +100,14 @@ class RunningDaemon:
         await asyncio.wait_for(self.task, 30)
 
 
+def _spooled(settings: Settings) -> int:
+    path = settings.path(settings.storage.spool)
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        return int(db.execute("SELECT count(*) FROM spooled").fetchone()[0])
+
+
 def daemon_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any]) -> Settings:
     data: dict[str, Any] = {
         "database": {"url": database_url},
@@ -102,6 +116,9 @@ def daemon_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any
         "smtp": {"port": 0},
         "outbound": {"transport": "maildir", "poll_seconds": 0.2, "retry_base_seconds": 0.2,
                      "retry_max_seconds": 1.0},
+        # Processing in the daemon's own thread, so a test's clock reaches it; the intake processes
+        # have tests of their own (test_intake_processes.py).
+        "intake": {"processes": 0},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
@@ -124,7 +141,7 @@ async def start_daemon(tmp_path: Path, database_url: str) -> AsyncIterator[Calla
         if task in done:
             task.result()  # raises the start-up error
         info = ready.result()
-        d = RunningDaemon(settings, info["smtp"][1], stop, task)
+        d = RunningDaemon(settings, info["smtp"][1], stop, task, list(info.get("intake_pids", [])))
         running.append(d)
         return d
 

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Group commit on accept: mails that arrive together are stored together, each one exactly once.
+"""Accepting mail: group commit into the spool, and the move from the spool into the inbound table.
 
 The acceptor writes the mails that queued up while the previous group was being stored as one group
-(blobs fsynced, one INSERT, one commit). These tests hold it to what a single accept promised: every
-caller gets the id of its own row, every row names its own bytes, and a mail that cannot be stored
-fails alone, not its neighbours.
+(blobs fsynced, one spool commit). These tests hold it to what a single accept promised: every caller
+gets the receipt of its own mail, every recorded row names its own bytes and envelope, a mail that
+cannot be stored fails alone, not its neighbours, and a crash between the inbound commit and the
+spool's clean-up records nothing twice.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import pytest
 from casemail.app import open_store
 from casemail.settings import settings_from_dict
 from intake.accept import Acceptor, Envelope, TransientFailure
+from intake.spoolmover import SpoolMover
+from store import inbound
 from store.blobs import BlobBatch, BlobStore
-from store.db import read_only
+from store.db import read_only, unit_of_work
 from store.models import Inbound
+from store.spool import Spool
 
 T = TypeVar("T")
 
@@ -82,31 +86,107 @@ def _rows(store) -> dict[int, Inbound]:  # type: ignore[no-untyped-def]
         return {row.id: row for row in s.query(Inbound).all()}
 
 
-async def test_concurrent_accepts_are_grouped_and_each_gets_its_own_row(store) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def spool(tmp_path: Path):  # type: ignore[no-untyped-def]
+    opened = Spool(tmp_path / "spool.sqlite")
+    yield opened
+    opened.close()
+
+
+async def test_concurrent_accepts_are_grouped_and_each_is_recorded_once(store, spool) -> None:  # type: ignore[no-untyped-def]
     runner = _CountingRunner()
     woken: list[int] = []
-    acceptor = Acceptor(store.engine, store.blobs, run_db=runner, clock=_now, on_accepted=lambda: woken.append(1))
+    acceptor = Acceptor(store.engine, store.blobs, spool=spool, run_db=runner, clock=_now,
+                        on_accepted=lambda: woken.append(1))
     mails = [_mail(n) for n in range(60)]
 
-    ids = await asyncio.gather(*(acceptor.accept(raw, Envelope("smtp", f"c{n}@customer.example",
-                                                                  ("support@example.com",)))
-                                 for n, raw in enumerate(mails)))
+    receipts = await asyncio.gather(*(acceptor.accept(raw, Envelope("smtp", f"c{n}@customer.example",
+                                                                       ("support@example.com",)))
+                                      for n, raw in enumerate(mails)))
 
-    assert len(set(ids)) == 60
+    assert len(set(receipts)) == 60
     # Grouped: far fewer writes than mails (the first mail is written alone, the rest queue behind it).
     assert runner.calls < 10
     assert woken and len(woken) == runner.calls
-    rows = _rows(store)
-    assert set(rows) == set(ids)
-    for n, (raw, inbound_id) in enumerate(zip(mails, ids, strict=True)):
-        row = rows[inbound_id]
+    # Spooled, in the order the receipts say, and not yet in the database.
+    spooled = dict(spool.oldest(100))
+    assert _rows(store) == {}
+    for n, receipt in enumerate(receipts):
+        assert spooled[receipt].message_id == f"m{n}@customer.example"
+
+    moved: list[int] = []
+    mover = SpoolMover(spool, store.engine, run=asyncio.to_thread, on_moved=lambda: moved.append(1))
+    assert mover.move_once() == 60
+    assert mover.move_once() == 0
+    assert spool.count() == 0
+    rows = {row.message_id: row for row in _rows(store).values()}
+    assert len(rows) == 60
+    for n, raw in enumerate(mails):
+        row = rows[f"m{n}@customer.example"]
         assert row.sha256 == hashlib.sha256(raw).hexdigest()
-        assert row.message_id == f"m{n}@customer.example"
         assert row.mail_from == f"c{n}@customer.example"
         assert row.rcpt_tos == ["support@example.com"]
         assert row.size == len(raw)
         assert row.state == "accepted"
+        assert row.received_at == spooled[receipts[n]].received_at
         assert store.blobs.get(row.sha256) == raw
+
+
+async def test_without_a_spool_the_rows_are_written_directly(store) -> None:  # type: ignore[no-untyped-def]
+    acceptor = Acceptor(store.engine, store.blobs, run_db=_CountingRunner(), clock=_now, on_accepted=lambda: None)
+    ids = await asyncio.gather(*(acceptor.accept(_mail(n), Envelope("smtp", None, ("support@example.com",)))
+                                 for n in range(20)))
+    rows = _rows(store)
+    assert sorted(ids) == sorted(rows)
+    assert {rows[i].message_id for i in ids} == {f"m{n}@customer.example" for n in range(20)}
+
+
+def test_a_restart_records_nothing_twice(store, spool) -> None:  # type: ignore[no-untyped-def]
+    acceptor = Acceptor(store.engine, store.blobs, spool=spool, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    spooled = [acceptor._store([(_mail(n), Envelope("smtp", None, ("support@example.com",)))])[0]
+               for n in range(5)]
+    # The state a crash leaves between the inbound commit and the spool's clean-up: the first three
+    # are in both places.
+    with unit_of_work(store.engine) as s:
+        inbound.record_many(s, [m for _, m in spool.oldest(3)])
+
+    mover = SpoolMover(spool, store.engine, run=asyncio.to_thread, on_moved=lambda: None)
+    assert mover.move_once() == 5
+    assert spool.count() == 0
+    assert mover.moved == 2
+    rows = _rows(store)
+    assert sorted(row.message_id for row in rows.values()) == [f"m{n}@customer.example" for n in range(5)]
+    assert len(spooled) == 5
+
+
+def test_a_database_that_cannot_be_written_leaves_the_mail_spooled(tmp_path: Path, spool) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import create_engine
+
+    spool.add([inbound.NewInbound(transport="smtp", mail_from=None, rcpt_tos=("support@example.com",),
+                                  message_id="<x@y>", sha256="0" * 64, size=1, received_at=_now())])
+    # A database without the schema: every insert fails, as it would with the server gone.
+    broken = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    mover = SpoolMover(spool, broken, run=asyncio.to_thread, on_moved=lambda: None)
+    with pytest.raises(Exception):
+        mover.move_once()
+    assert spool.count() == 1
+    broken.dispose()
+
+
+async def test_the_mover_records_what_is_spooled_before_it_stops(store, spool) -> None:  # type: ignore[no-untyped-def]
+    acceptor = Acceptor(store.engine, store.blobs, spool=spool, run_db=asyncio.to_thread, clock=_now,
+                        on_accepted=lambda: None)
+    for n in range(3):
+        await acceptor.accept(_mail(n), Envelope("smtp", None, ("support@example.com",)))
+    stop = asyncio.Event()
+    stop.set()
+    moved: list[int] = []
+    mover = SpoolMover(spool, store.engine, run=asyncio.to_thread, on_moved=lambda: moved.append(1))
+    await asyncio.wait_for(mover.run(stop), 10)
+    assert spool.count() == 0
+    assert len(_rows(store)) == 3
+    assert moved
 
 
 async def test_a_mail_that_cannot_be_stored_fails_alone(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
