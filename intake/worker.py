@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from intake.process import IntakeConfig, process_inbound
+from intake.process import IntakeConfig, process_batch
 from store import inbound
 from store.blobs import BlobStore
 from store.db import RunInThread, read_only, unit_of_work
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class IntakeWorker:
     def __init__(self, engine: Engine, blobs: BlobStore, cfg: IntakeConfig, *, clock: Callable[[], datetime],
-                 run: RunInThread, on_outbox: Callable[[], None], batch: int = 200,
+                 run: RunInThread, on_outbox: Callable[[], None], batch: int = 200, group: int = 25,
                  shard: inbound.Shard | None = None) -> None:
         self._engine = engine
         self._blobs = blobs
@@ -29,6 +29,10 @@ class IntakeWorker:
         self._run = run
         self._on_outbox = on_outbox
         self._batch = batch
+        # Mails processed in one pair of transactions (see process_batch): enough to share the commits'
+        # fsyncs under load, few enough that SQLite's write lock is never held for long. A lone mail is
+        # processed at once.
+        self._group = group
         self._shard = shard
         self._wake = asyncio.Event()
         self.processed = 0
@@ -59,18 +63,22 @@ class IntakeWorker:
         """
         ids = await self._run(self._pending)
         processed = 0
-        for inbound_id in ids:
+        for start in range(0, len(ids), self._group):
             if stop is not None and stop.is_set():
                 break
+            group = ids[start:start + self._group]
             try:
-                await self._run(lambda i=inbound_id: process_inbound(self._engine, self._blobs, i, self._cfg,
-                                                                     self._clock))
-            except Exception:  # noqa: BLE001 - logged and recorded by process_inbound; go on with the next.
+                results = await self._run(lambda g=group: process_batch(self._engine, self._blobs, g, self._cfg,
+                                                                        self._clock))
+            except Exception:  # noqa: BLE001 - the store failed before anything was decided; next pass.
+                log.exception("processing inbound %d..%d failed", group[0], group[-1])
                 continue
-            processed += 1
+            done = sum(1 for r in results if not isinstance(r, Exception))
+            if done:
+                # Each group's mail goes out while the next group is processed.
+                self._on_outbox()
+            processed += done
         self.processed += processed
-        if processed:
-            self._on_outbox()
         return processed
 
     def _pending(self) -> list[int]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from store.models import Inbound
@@ -124,27 +124,17 @@ def find_earlier_copy(s: Session, row: Inbound) -> Inbound | None:
     both delivered it) is a duplicate too. A Message-ID alone is not enough: anybody can reuse one, and
     a stranger must not be able to suppress somebody else's mail by sending its Message-ID first.
     """
-    by_hash = s.scalar(
-        select(Inbound)
-        .where(Inbound.sha256 == row.sha256, Inbound.id != row.id, Inbound.state == "processed",
-               Inbound.outcome != "duplicate")
-        .order_by(Inbound.id)
-        .limit(1)
-    )
-    if by_hash is not None or not row.message_id:
-        return by_hash
-    return s.scalar(
-        select(Inbound)
-        .where(
-            Inbound.message_id == row.message_id,
-            Inbound.mail_from == row.mail_from,
-            Inbound.id != row.id,
-            Inbound.state == "processed",
-            Inbound.outcome != "duplicate",
-        )
-        .order_by(Inbound.id)
-        .limit(1)
-    )
+    same = Inbound.sha256 == row.sha256
+    if row.message_id:
+        same = or_(same, and_(Inbound.message_id == row.message_id, Inbound.mail_from == row.mail_from))
+    # One query for both kinds of copy, through the digest and Message-ID indexes. The state is tested
+    # here rather than in SQL: given `state = 'processed'`, SQLite would rather walk the state index,
+    # through every processed message, than these two. A copy of the same bytes wins over one with
+    # only the same Message-ID, then the earliest.
+    copies = s.scalars(select(Inbound).where(same, Inbound.id != row.id).order_by(Inbound.id).limit(100)).all()
+    earlier = [c for c in copies if c.state == "processed" and c.outcome != "duplicate"]
+    by_hash = next((c for c in earlier if c.sha256 == row.sha256), None)
+    return by_hash or (earlier[0] if earlier else None)
 
 
 def finish(s: Session, row: Inbound, *, outcome: str, reason: str | None, case_id: int | None,

@@ -230,7 +230,11 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        # Recent mail of one template (rate limits, answered requests), see outbox.sent_to_since.
+        Index("ix_outbox_template_created", "template", "created_at"),
+    )
 
 
 class JobRun(Base):

@@ -18,9 +18,9 @@ import intake.process
 from casemail.app import make_identity, make_intake_config, open_store
 from casemail.settings import settings_from_dict
 from intake.accept import Acceptor, Envelope
-from intake.process import process_inbound
+from intake.process import process_batch, process_inbound
 from store.db import read_only
-from store.models import Inbound
+from store.models import Case, Inbound
 
 RAW = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Printer broken\r\nMessage-ID: <f1@c>\r\n\r\nHi\r\n"
 
@@ -89,3 +89,43 @@ def test_a_copy_already_processed_is_a_duplicate_before_any_reading(setup, monke
     assert process_inbound(store.engine, store.blobs, second, cfg, _now) == "duplicate"
     row = _row(store, second)
     assert (row.outcome, row.attempts) == ("duplicate", 0)
+
+
+def test_a_group_keeps_its_good_mails_when_some_fail(setup, monkeypatch):
+    store, cfg, first = setup
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    ids = [first] + [
+        acceptor.accept_sync(RAW.replace(b"<f1@c>", f"<f{n}@c>".encode()).replace(b"Hi", f"Hi {n}".encode()),
+                             Envelope("smtp", f"c{n}@customer.example", ("support@example.com",)))
+        for n in range(2, 6)
+    ]
+    unreadable, unappliable = ids[1], ids[3]
+    real_read, real_apply = intake.process.read_mail, intake.process.decide_and_apply
+
+    def read(raw, **kwargs):  # type: ignore[no-untyped-def]
+        if b"Hi 2" in raw:
+            raise ValueError("cannot read this one")
+        return real_read(raw, **kwargs)
+
+    def apply(s, row, facts, cfg, now):  # type: ignore[no-untyped-def]
+        result = real_apply(s, row, facts, cfg, now)   # its writes happen, then are rolled back
+        if row.id == unappliable:
+            raise RuntimeError("cannot apply this one")
+        return result
+
+    monkeypatch.setattr(intake.process, "read_mail", read)
+    monkeypatch.setattr(intake.process, "decide_and_apply", apply)
+    results = process_batch(store.engine, store.blobs, ids, cfg, _now)
+
+    assert [type(r).__name__ if isinstance(r, Exception) else r for r in results] == [
+        "new-case", "ValueError", "new-case", "RuntimeError", "new-case"]
+    for inbound_id in (unreadable, unappliable):
+        row = _row(store, inbound_id)
+        assert (row.state, row.attempts, row.case_id) == ("accepted", 1, None)
+        assert "cannot" in row.reason
+    with read_only(store.engine) as s:
+        # Three cases, numbered without a gap: the rolled-back one left nothing behind.
+        assert sorted(c.number for c in s.query(Case).all()) == [1, 2, 3]
+    monkeypatch.undo()
+    assert process_batch(store.engine, store.blobs, [unreadable, unappliable], cfg, _now) == ["new-case", "new-case"]
