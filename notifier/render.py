@@ -5,8 +5,9 @@ Templates come in threes per key: <key>.subject.j2, <key>.txt.j2 and <key>.html.
 A folder named in the config is searched first, so an operator can override any of them. The
 environment is sandboxed (templates may be edited by operators), undefined names are errors rather than
 empty strings, and only the HTML templates are autoescaped, so customer-controlled text (subjects,
-names, file names) can never become markup. Header values are set through the email library, which
-folds them and refuses line breaks, so that text can never become a header either.
+names, file names) can never become markup. The mail itself is assembled by notifier/mailbytes.py,
+which refuses line breaks in header values and encodes text that could pass for an encoded word, so
+that text can never become a header either.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from notifier import mailbytes
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
@@ -76,34 +77,37 @@ class Renderer:
         text = self._env.get_template(f"{template}.txt.j2").render(ctx)
         html = self._env.get_template(f"{template}.html.j2").render(ctx)
 
-        msg = EmailMessage()
+        # Our own Message-ID is minted at queueing time and always usable; a mail without it would not
+        # match the case entry that records it. A customer's id that cannot be written (not printable
+        # ASCII, or longer than a line) is left out of In-Reply-To and References: it threads nothing.
+        if not mailbytes.usable_msg_id(message_id):
+            raise ValueError(f"cannot write Message-ID {message_id!r}")
         # A relayed staff reply shows the staff member's name ("Alice via Support"), but the address is
         # always ours: replies must come back to the desk, and staff addresses stay private.
-        msg["From"] = formataddr((context.get("from_name") or self._sender.name, self._sender.address))
-        msg["To"] = ", ".join(recipients)
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = message_id
+        lines = [mailbytes.mailbox("From", context.get("from_name") or self._sender.name, self._sender.address),
+                 mailbytes.addresses("To", recipients),
+                 mailbytes.unstructured("Subject", subject),
+                 mailbytes.unstructured("Date", format_datetime(now)),
+                 mailbytes.msg_ids("Message-ID", [message_id])]
         headers = context.get("headers", {})
         if headers.get("in_reply_to"):
-            msg["In-Reply-To"] = headers["in_reply_to"]
+            lines.append(mailbytes.msg_ids("In-Reply-To", [headers["in_reply_to"]]))
         if headers.get("references"):
-            msg["References"] = " ".join(headers["references"])
+            lines.append(mailbytes.msg_ids("References", headers["references"]))
         if headers.get("reply_to"):
-            msg["Reply-To"] = formataddr((self._sender.name, headers["reply_to"]))
+            lines.append(mailbytes.mailbox("Reply-To", self._sender.name, headers["reply_to"]))
         auto = AUTO_SUBMITTED.get(template, AUTO_SUBMITTED_DEFAULT)
         if auto:
-            msg["Auto-Submitted"] = auto
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg["X-Casemail-Loop"] = self._sender.instance_id
-        msg.set_content(text)
-        msg.add_alternative(html, subtype="html")
-        for a in context.get("attachments") or ():
-            if self._read_blob is None:
-                raise RuntimeError("this mail carries attachments but the renderer has no blob store")
-            maintype, _, subtype = (a.get("type") or "").partition("/")
-            if not maintype or not subtype or maintype in ("multipart", "message"):
-                maintype, subtype = "application", "octet-stream"
-            msg.add_attachment(self._read_blob(a["sha256"]), maintype=maintype, subtype=subtype,
-                               filename=a["filename"])
-        return Rendered(data=msg.as_bytes(policy=SMTP), subject=subject, text=text)
+            lines.append(mailbytes.unstructured("Auto-Submitted", auto))
+        lines.append(mailbytes.unstructured("X-Auto-Response-Suppress", "All"))
+        lines.append(mailbytes.unstructured("X-Casemail-Loop", self._sender.instance_id))
+        files = [self._attachment(a) for a in context.get("attachments") or ()]
+        return Rendered(data=mailbytes.message(lines, text, html, files), subject=subject, text=text)
+
+    def _attachment(self, a: dict[str, Any]) -> bytes:
+        if self._read_blob is None:
+            raise RuntimeError("this mail carries attachments but the renderer has no blob store")
+        maintype, _, subtype = (a.get("type") or "").partition("/")
+        if not maintype or not subtype or maintype in ("multipart", "message"):
+            maintype, subtype = "application", "octet-stream"
+        return mailbytes.attachment_part(self._read_blob(a["sha256"]), maintype, subtype, a["filename"])
