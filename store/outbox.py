@@ -123,9 +123,10 @@ def mark_bounced(s: Session, row: Outbox, *, reason: str) -> None:
     row.last_error = f"bounced: {reason}"[:2000]
 
 
-def sent_to_since(s: Session, *, template: str, recipient_key: str, since: datetime) -> int:
-    """How many mails of one template were queued for one address since a moment."""
-    q = select(Outbox.recipients).where(Outbox.template == template, Outbox.created_at >= since)
+def sent_to_since(s: Session, *, template: str | tuple[str, ...], recipient_key: str, since: datetime) -> int:
+    """How many mails of one template (or of any of several) were queued for one address since a moment."""
+    templates = (template,) if isinstance(template, str) else template
+    q = select(Outbox.recipients).where(Outbox.template.in_(templates), Outbox.created_at >= since)
     # Recipients are a JSON list, so the address is matched here; the rows are the few recent ones of
     # one template.
     return sum(1 for (rcpts,) in s.execute(q) if any(r.lower() == recipient_key for r in rcpts or ()))
