@@ -4,7 +4,7 @@
 Run from the repository root::
 
     .venv/bin/python bench/search_bench.py [--cases N] [--requesters N] [--repeat N] [--seconds S]
-                                           [--database-url URL] [--no-cli] [--json]
+                                           [--database-url URL] [--no-cli] [--no-freeze] [--json]
 
 It builds a database of generated cases (subjects from a support vocabulary, words drawn with a
 Zipf-like spread so some are everywhere and some rare; requesters drawn Zipf-like too, so the
@@ -12,11 +12,13 @@ biggest have thousands of cases) through the real migrations, on a temporary SQL
 a PostgreSQL URL is given (--database-url, else CASEMAIL_BENCH_DATABASE_URL, else
 CASEMAIL_TEST_DATABASE_URL), in a temporary schema there that is dropped afterwards. Then it times:
 
-- each search as `casemail cases --search` runs it: store.cases.list_cases in a read-only
-  transaction on a warm connection, plus the rows the CLI prints (casemail.views.case_row);
-- My Cases as the "my cases" mail asks for it (intake.actions: requester=, limit MAX_LISTED + 1),
-  for the biggest requester and for the one whose count is nearest 1,000, and the same requesters
-  through the CLI's `--requester` (limit 1,000);
+- each search as `casemail cases --search` runs it: casemail.cli.case_rows (store.cases.listing
+  and the rows the CLI prints) in a read-only transaction on a warm connection, with what exists
+  before the timing frozen out of the garbage collector's way as the command freezes its start-up
+  (casemail.cli.start_up_frozen; --no-freeze times without it);
+- My Cases as the "my cases" mail asks for it (intake.actions: store.cases.listing with requester=,
+  limit MAX_LISTED + 1, nothing frozen, as in the daemon), for the biggest requester and for the one
+  whose count is nearest 1,000, and the same requesters through the CLI's `--requester` (limit 1,000);
 - once, the real CLI command as a subprocess (SQLite only), with a bare `import casemail.cli`
   process timed beside it, because Python start-up and imports are most of that figure.
 
@@ -49,6 +51,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import Engine, create_engine, event, insert, text  # noqa: E402
 
 from casemail import views  # noqa: E402
+from casemail.cli import case_rows, start_up_frozen  # noqa: E402
 from intake.actions import MAX_LISTED  # noqa: E402
 from store import cases  # noqa: E402
 from store.db import make_engine, migrate, read_only, unit_of_work  # noqa: E402
@@ -175,15 +178,28 @@ def timed(fn: Callable[[], int], repeat: int, seconds: float) -> dict[str, Any]:
 def cli_query(engine: Engine, **kwargs: Any) -> Callable[[], int]:
     def run() -> int:
         with read_only(engine) as s:
-            found = cases.list_cases(s, **kwargs)
-            rows = [views.case_row(c) for c in found]
-        return len(rows)
+            return len(case_rows(s, **kwargs))
     return run
 
 
+def mail_query(engine: Engine, **kwargs: Any) -> Callable[[], int]:
+    def run() -> int:
+        with read_only(engine) as s:
+            return len([views.case_row(c) for c in cases.listing(s, **kwargs)])
+    return run
+
+
+def timed_as_cli(fn: Callable[[], int], args: argparse.Namespace) -> dict[str, Any]:
+    """Time a query of `casemail cases`, frozen as the command freezes what start-up made."""
+    if args.no_freeze:
+        return timed(fn, args.repeat, args.seconds)
+    with start_up_frozen():
+        return timed(fn, args.repeat, args.seconds)
+
+
 def sql_only(engine: Engine, **kwargs: Any) -> Callable[[], int]:
-    """The statements list_cases sends, run bare (fetch only, no ORM objects): how much of the time
-    is the database's."""
+    """The statements store.cases.listing sends, run bare (fetch only, no objects made from the rows):
+    how much of the time is the database's."""
     statements: list[tuple[str, Any]] = []
 
     def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
@@ -263,7 +279,7 @@ def run_database(label: str, url: str, args: argparse.Namespace, tmp: Path | Non
     results: dict[str, Any] = {"database": f"{label} {version}", **facts, "searches": [], "my_cases": []}
     for name, words in SEARCHES:
         for status in ("all", "open"):
-            r = timed(cli_query(engine, status=status, search=words), args.repeat, args.seconds)
+            r = timed_as_cli(cli_query(engine, status=status, search=words), args)
             sql = timed(sql_only(engine, status=status, search=words), args.repeat, args.seconds)
             results["searches"].append({"search": words, "kind": name, "status": status, **r,
                                         "sql_p50": sql["p50"]})
@@ -271,8 +287,11 @@ def run_database(label: str, url: str, args: argparse.Namespace, tmp: Path | Non
         address, count = facts[who]
         for status in ("all", "open"):
             for limit, how in ((MAX_LISTED + 1, "mail"), (1000, "cli")):
-                r = timed(cli_query(engine, status=status, requester=address, limit=limit),
-                          args.repeat, args.seconds)
+                if how == "mail":
+                    r = timed(mail_query(engine, status=status, requester=address, limit=limit),
+                              args.repeat, args.seconds)
+                else:
+                    r = timed_as_cli(cli_query(engine, status=status, requester=address, limit=limit), args)
                 sql = timed(sql_only(engine, status=status, requester=address, limit=limit),
                             args.repeat, args.seconds)
                 results["my_cases"].append({"requester": who, "cases": count, "status": status,
@@ -317,6 +336,8 @@ def main() -> int:
                     or os.environ.get("CASEMAIL_TEST_DATABASE_URL"),
                     help="a PostgreSQL server to use as well (a temporary schema is made and dropped)")
     ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI subprocess timing")
+    ap.add_argument("--no-freeze", action="store_true",
+                    help="time the CLI's queries without freezing what exists, to see what freezing does")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 

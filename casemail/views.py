@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from store.cases import CaseListing
 from store.codes import format_case_number
 from store.models import Case, Entry, Participant
 
@@ -19,14 +20,14 @@ KIND_LABELS = {
 }
 
 
-def case_row(case: Case) -> dict[str, Any]:
+def case_row(case: CaseListing) -> dict[str, Any]:
     return {
         "number": format_case_number(case.number),
         "subject": case.subject,
         "status": case.status,
         "severity": case.severity,
         "production_down": case.production_down,
-        "requester": case.requester.address,
+        "requester": case.requester_address,
         "updated": case.updated_at.isoformat(timespec="seconds"),
     }
 
@@ -44,7 +45,7 @@ def format_case_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def case_detail(case: Case, participants: Sequence[Participant], entries: Sequence[Entry]) -> dict[str, Any]:
     return {
-        **case_row(case),
+        **case_row(CaseListing.of(case)),
         "product": case.product,
         "version": case.version,
         "severity_source": case.severity_source,

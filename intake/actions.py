@@ -103,8 +103,8 @@ def answer_request(s: Session, request: Request, author: Contact, *, text: str, 
     """Answer "my cases", "help" or "settings" by mail to its sender; nothing else changes but settings."""
     extra: dict[str, Any] = {"request": {"kind": request.kind, "status": request.status, "search": request.search}}
     if request.kind == "my-cases":
-        found = cases.list_cases(s, status=request.status, search=request.search, requester=author.address,
-                                 limit=MAX_LISTED + 1)
+        found = cases.listing(s, status=request.status, search=request.search, requester=author.address,
+                              limit=MAX_LISTED + 1)
         extra["cases"] = [_case_row(c) for c in found[:MAX_LISTED]]
         extra["more"] = len(found) > MAX_LISTED
         template = "customer/my_cases"
@@ -123,6 +123,6 @@ def answer_request(s: Session, request: Request, author: Contact, *, text: str, 
                  in_reply_to=in_reply_to, extra=extra)
 
 
-def _case_row(case: Case) -> dict[str, Any]:
+def _case_row(case: cases.CaseListing) -> dict[str, Any]:
     return {"number": format_case_number(case.number), "subject": case.subject, "status": case.status,
             "severity": case.severity, "updated": case.updated_at.strftime("%Y-%m-%d %H:%M UTC")}

@@ -80,7 +80,7 @@ async def test_new_case_is_acknowledged_and_a_reply_with_attachment_threads(star
         (att,) = comment.attachments
         assert att.filename == "printer.log"
         assert store.blobs.get(att.sha256) == b"\x00\x01binary log\xff"
-        assert cases.list_cases(s, status="all") == [case]
+        assert [c.number for c in cases.listing(s, status="all")] == [case.number]
     store.engine.dispose()
 
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Case subject search on a real database (SQLite FTS5 and PostgreSQL full text).
 
-What a search means (store.cases.list_cases): every word must be found in the subject, in any case
+What a search means (store.cases.listing): every word must be found in the subject, in any case
 and any order, each as the start of a word there; punctuation only separates words, so whatever a
 customer types (quotes, *, NEAR, OR, -, :) is text, never query syntax; a word that is nothing but
 punctuation is looked for as typed. The same table of searches runs on both databases.
@@ -10,6 +10,7 @@ punctuation is looked for as typed. The same table of searches runs on both data
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -134,7 +135,7 @@ def add_cases(engine: Engine, subjects: list[tuple[str, str, str]], *, first_min
 
 def found(engine: Engine, search: str, **kwargs: Any) -> list[int]:
     with read_only(engine) as s:
-        return [c.number for c in cases.list_cases(s, search=search, **kwargs)]
+        return [c.number for c in cases.listing(s, search=search, **kwargs)]
 
 
 def folds_non_ascii_case(engine: Engine) -> bool:
@@ -222,7 +223,7 @@ def test_cases_made_before_the_index_are_found(database_url: str) -> None:
 
 
 def plan_of(engine: Engine, **kwargs: Any) -> str:
-    """The database's plan for the statement list_cases runs (on PostgreSQL with seq scans off, so
+    """The database's plan for the statement listing() runs (on PostgreSQL with seq scans off, so
     that a table of a dozen rows is not simply read whole)."""
     statements: list[tuple[str, Any]] = []
 
@@ -232,7 +233,7 @@ def plan_of(engine: Engine, **kwargs: Any) -> str:
     event.listen(engine, "before_cursor_execute", grab)
     try:
         with read_only(engine) as s:
-            cases.list_cases(s, **kwargs)
+            cases.listing(s, **kwargs)
     finally:
         event.remove(engine, "before_cursor_execute", grab)
     statement, parameters = statements[-1]  # the listing itself comes last
@@ -298,3 +299,32 @@ def test_a_word_in_most_cases(engine: Engine) -> None:
         assert found(engine, search, status=status, limit=limit) == want, (search, status, limit)
     if engine.dialect.name == "sqlite":
         assert "ix_case_updated" in plan_of(engine, search="widget")
+
+
+def test_a_listing_holds_what_a_list_shows(engine: Engine) -> None:
+    add_cases(engine, SUBJECTS)
+    with read_only(engine) as s:
+        listed = cases.listing(s, search="printer")
+    assert [f.name for f in fields(cases.CaseListing)] == [
+        "number", "subject", "status", "severity", "production_down", "requester_address", "updated_at"]
+    assert listed == [
+        cases.CaseListing(2, "printer tray jammed again", "closed", 3, False, JANE, T0 + timedelta(minutes=2)),
+        cases.CaseListing(1, "Printer on fire", "open", 3, False, JANE, T0 + timedelta(minutes=1)),
+    ]
+    # Aware and in UTC on both databases (PostgreSQL answers in the session's time zone).
+    assert all(c.updated_at.tzinfo is timezone.utc for c in listed)
+
+
+def test_a_listing_is_in_utc_whatever_the_session_time_zone(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no time zone")
+    add_cases(engine, SUBJECTS[:1])
+    options = f"{engine.url.query.get('options', '')} -cTimeZone=Europe/Berlin"
+    berlin = make_engine(engine.url.update_query_dict({"options": options}).render_as_string(hide_password=False))
+    try:
+        with read_only(berlin) as s:
+            (listed,) = cases.listing(s)
+    finally:
+        berlin.dispose()
+    assert listed.updated_at == T0 + timedelta(minutes=1)
+    assert listed.updated_at.tzinfo is timezone.utc
