@@ -13,7 +13,6 @@ Whatever had to be guessed is recorded in ParsedMail.defects for the operator.
 from __future__ import annotations
 
 import dataclasses
-import email
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +36,16 @@ from intake.headers import (
     parse_message_id,
     parse_msgids,
 )
-from intake.mime import Leaf, content_type, disposition, own_leaves, part_bytes, part_charset, part_text
+from intake.mime import (
+    Leaf,
+    content_type,
+    disposition,
+    message_from_bytes,
+    own_leaves,
+    part_bytes,
+    part_charset,
+    part_text,
+)
 
 __all__ = ["Address", "Attachment", "ParsedMail", "parse", "unpack_tnef"]
 
@@ -138,7 +146,7 @@ def _read_tree(raw: bytes) -> tuple[Message, list[str]]:
     # nested multiparts); the headers alone can still be read then, and the body is
     # kept as unparsed text.
     try:
-        return email.message_from_bytes(raw), []
+        return message_from_bytes(raw), []
     except Exception as exc:  # noqa: BLE001 - see above.
         note = f"stdlib parser failed: {type(exc).__name__}, body left unparsed"
     try:
@@ -320,7 +328,7 @@ def _defects(tree: Message, notes: list[str]) -> tuple[str, ...]:
 
 def _minimal(raw: bytes, note: str) -> ParsedMail:
     try:
-        tree = email.message_from_bytes(raw)
+        tree = message_from_bytes(raw)
     except Exception:  # noqa: BLE001 - any tree will do for the operator's view.
         tree = _text_message(raw)
     return ParsedMail(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from io import BytesIO
 
 TERMINATOR = b"\r\n.\r\n"
 TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
@@ -56,7 +57,10 @@ class _Body:
     def __init__(self, line_limit: int, size_limit: int | None) -> None:
         self._line_limit = line_limit
         self._size_limit = size_limit or 0  # aiosmtpd: None or 0 means no limit
-        self._parts: list[bytes] = []
+        # One buffer grown in place rather than a list of chunks joined at the end: the join would
+        # hold every message twice at its last moment, and four large mails arriving at once are
+        # what the memory target is about (docs/performance.md, "Memory").
+        self._buffer = BytesIO()
         self._size = 0        # data octets fed so far
         self._tail = 0        # octets of the line not yet ended by CRLF
         self._cr = False      # the last octet fed was a CR (a CRLF may straddle two feeds)
@@ -68,7 +72,7 @@ class _Body:
         start, self._size = self._size, self._size + len(data)
         if self.state is not _State.NOMINAL:
             return
-        self._parts.append(data)
+        self._buffer.write(data)
         if self._cr and data[0] == 0x0A:
             first_end = 1                           # a CRLF split between two feeds
         else:
@@ -129,15 +133,16 @@ class _Body:
 
     def _fail(self, state: _State) -> None:
         self.state = state
-        self._parts = []  # keep no more of a message we are going to refuse
+        self._buffer = BytesIO()  # keep no more of a message we are going to refuse
 
     def result(self) -> tuple[bytes | None, str | None]:
         if self.state is _State.TOO_LONG:
             return None, TOO_LONG
         if self.state is _State.TOO_MUCH:
             return None, TOO_MUCH
-        content = b"".join(self._parts)
-        self._parts = []
+        # getvalue() hands over the buffer itself (trimmed to size) rather than a copy of it.
+        content = self._buffer.getvalue()
+        self._buffer = BytesIO()
         # RFC 5321 4.5.2: remove the first "." of every line that begins with one. The body ends
         # with CRLF, so every line but the first begins right after a CRLF.
         if content[:1] == b".":
