@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from casemail import admin, mailcmds, views
-from casemail.app import configure_logging, make_identity, opened_store, utcnow
+from casemail.app import configure_logging, make_identity, opened_store, release_large_blocks, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
 from store import cases
 from store.blobs import BlobNotFound
@@ -105,6 +105,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # and one SMTP transaction needs several; a shorter interval halved the median time to 250 at one
     # connection in bench/smtp_bench.py (docs/performance.md).
     sys.setswitchinterval(0.0005)
+    release_large_blocks()
     asyncio.run(serve(settings))
     return 0
 

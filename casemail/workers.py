@@ -145,9 +145,10 @@ def run_intake_process(settings: Settings, shard: Shard, wake_r: multiprocessing
     """The entry point of one intake process."""
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from casemail.app import configure_logging
+    from casemail.app import configure_logging, release_large_blocks
 
     configure_logging(settings.logging.level)
+    release_large_blocks()
     if settings.intake.nice:
         os.nice(settings.intake.nice)
     asyncio.run(_serve_shard(settings, shard, wake_r, notify_w))

@@ -10,10 +10,12 @@ commit leaves the row 'accepted' to be processed again, and a crash after it lea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import Message
 
 import sqlalchemy.exc
 from sqlalchemy import Engine, event
@@ -154,7 +156,10 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
                                 cfg.staff.trusted_authserv_ids)
     )
     return MailFacts(
-        parsed=parsed,
+        # Without the stdlib tree and the attachments' bytes: nothing after reading looks at them (the
+        # attachments are in the blob store by now), and a group of large mails waiting for its
+        # transaction would otherwise hold each one several times over.
+        parsed=dataclasses.replace(parsed, tree=Message(), attachments=()),
         classification=classification,
         body=body,
         fields=fields,

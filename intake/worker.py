@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class IntakeWorker:
     def __init__(self, engine: Engine, blobs: BlobStore, cfg: IntakeConfig, *, clock: Callable[[], datetime],
                  run: RunInThread, on_outbox: Callable[[], None], batch: int = 200, group: int = 25,
-                 shard: inbound.Shard | None = None) -> None:
+                 group_bytes: int = 8 << 20, shard: inbound.Shard | None = None) -> None:
         self._engine = engine
         self._blobs = blobs
         self._cfg = cfg
@@ -33,6 +33,9 @@ class IntakeWorker:
         # fsyncs under load, few enough that SQLite's write lock is never held for long. A lone mail is
         # processed at once.
         self._group = group
+        # A group's mails are all read before any is applied, so a group is also kept small in bytes:
+        # large mails go one or a few at a time.
+        self._group_bytes = group_bytes
         self._shard = shard
         self._wake = asyncio.Event()
         self.processed = 0
@@ -61,12 +64,11 @@ class IntakeWorker:
         Messages that failed do not count, so a pass in which everything failed (the store is down)
         makes run() wait before the next one instead of retrying at once in a tight loop.
         """
-        ids = await self._run(self._pending)
+        pending = await self._run(self._pending)
         processed = 0
-        for start in range(0, len(ids), self._group):
+        for group in groups(pending, max_count=self._group, max_bytes=self._group_bytes):
             if stop is not None and stop.is_set():
                 break
-            group = ids[start:start + self._group]
             try:
                 results = await self._run(lambda g=group: process_batch(self._engine, self._blobs, g, self._cfg,
                                                                         self._clock))
@@ -81,11 +83,11 @@ class IntakeWorker:
         self.processed += processed
         return processed
 
-    def _pending(self) -> list[int]:
+    def _pending(self) -> list[tuple[int, int]]:
         with read_only(self._engine) as s:
             exhausted = bool(inbound.exhausted(s, max_attempts=self._cfg.max_attempts, shard=self._shard))
-            pending = inbound.pending_ids(s, limit=self._batch, max_attempts=self._cfg.max_attempts,
-                                          shard=self._shard)
+            pending = inbound.pending(s, limit=self._batch, max_attempts=self._cfg.max_attempts,
+                                      shard=self._shard)
         if exhausted:
             self._quarantine_exhausted()
         return pending
@@ -100,3 +102,17 @@ class IntakeWorker:
                 inbound.finish(s, row, outcome="quarantined",
                                reason=row.reason or "processing was interrupted repeatedly", case_id=None,
                                now=self._clock())
+
+
+def groups(pending: list[tuple[int, int]], *, max_count: int, max_bytes: int) -> list[list[int]]:
+    """The ids of (id, size) pairs cut into groups of at most max_count mails and, unless a group is a
+    single mail, at most max_bytes; in order."""
+    out: list[list[int]] = []
+    size = 0
+    for inbound_id, n in pending:
+        if not out or len(out[-1]) >= max_count or (size + n > max_bytes and out[-1]):
+            out.append([])
+            size = 0
+        out[-1].append(inbound_id)
+        size += n
+    return out

@@ -103,17 +103,18 @@ class Shard:
     count: int
 
 
-def pending_ids(s: Session, *, limit: int = 100, max_attempts: int, shard: Shard | None = None) -> list[int]:
-    """Accepted messages not yet processed, oldest first (in the shard, when one is given)."""
+def pending(s: Session, *, limit: int = 100, max_attempts: int,
+            shard: Shard | None = None) -> list[tuple[int, int]]:
+    """(id, size) of accepted messages not yet processed, oldest first (in the shard, when one is given)."""
     q = (
-        select(Inbound.id)
+        select(Inbound.id, Inbound.size)
         .where(Inbound.state == "accepted", Inbound.attempts < max_attempts)
         .order_by(Inbound.id)
         .limit(limit)
     )
     if shard is not None and shard.count > 1:
         q = q.where(Inbound.id % shard.count == shard.index)
-    return list(s.scalars(q))
+    return [(row.id, row.size) for row in s.execute(q)]
 
 
 def find_earlier_copy(s: Session, row: Inbound) -> Inbound | None:

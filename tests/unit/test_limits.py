@@ -5,6 +5,7 @@ import pytest
 
 from intake.attachments import make_attachment
 from intake.limits import AttachmentLimits, is_dangerous, judge_attachments
+from intake.worker import groups
 
 
 def att(name: str, size: int = 10, ctype: str = "application/octet-stream"):
@@ -35,3 +36,14 @@ def test_limits_refuse_files_with_a_reason_and_keep_the_rest():
     assert "more than 2 files" in reasons["c"]
     verdict = judge_attachments([att("a", 90), att("b", 90)], limits)
     assert [a.filename for a in verdict.kept] == ["a"] and "in all" in dict(verdict.refused)["b"]
+
+
+@pytest.mark.parametrize(("pending", "count", "size", "want"), [
+    ([], 25, 100, []),
+    ([(1, 10), (2, 10), (3, 10)], 2, 100, [[1, 2], [3]]),
+    # Large mails go alone or a few at a time, and one larger than the limit still goes, alone.
+    ([(1, 60), (2, 60), (3, 30), (4, 500), (5, 1)], 25, 100, [[1], [2, 3], [4], [5]]),
+    ([(1, 100), (2, 0)], 25, 100, [[1, 2]]),
+])
+def test_processing_groups_are_bounded_in_count_and_bytes(pending, count, size, want):
+    assert groups(pending, max_count=count, max_bytes=size) == want
