@@ -39,6 +39,9 @@ def run_commands(s: Session, case: Case, plan: Plan, author: Contact, *, is_staf
                  identity: Identity, now: datetime) -> CommandResult:
     """Judge and carry out the plan's commands in order; each sees the case as the previous left it."""
     result = CommandResult(refused=[{"line": r.line, "reason": r.reason} for r in plan.refused])
+    if not plan.commands:
+        # Most mail carries none; the case's state below costs two queries.
+        return result
     current = cases.assignee(s, case)
     state = CaseState(
         status=case.status, severity=case.severity, product=case.product, version=case.version,
