@@ -127,6 +127,8 @@ def _apply_one(s: Session, inbound_id: int, facts: MailFacts, cfg: IntakeConfig,
             row = s.get(Inbound, inbound_id, with_for_update=True)
             if row is None or row.state != "accepted":
                 return None
+            # A copy of this message in another processor's hands is waited for, then found.
+            inbound.lock_copies(s, row)
             return decide_and_apply(s, row, facts, cfg, clock())
     except Exception as exc:  # noqa: BLE001 - this mail's writes are rolled back; the group goes on.
         if is_store_outage(exc):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from store.models import Inbound
@@ -115,6 +115,25 @@ def pending(s: Session, *, limit: int = 100, max_attempts: int,
     if shard is not None and shard.count > 1:
         q = q.where(Inbound.id % shard.count == shard.index)
     return [(row.id, row.size) for row in s.execute(q)]
+
+
+def lock_copies(s: Session, row: Inbound) -> None:
+    """Make processors of copies of one message take turns, until the transaction ends.
+
+    The duplicate check under the row lock sees copies already processed; two copies processed at
+    the same moment by two intake processes (or two daemons) would each see none and both open a
+    case. On PostgreSQL a transaction-level advisory lock per identity of a copy (its digest, and its
+    Message-ID with the envelope sender) orders them: the second waits, then finds the first. The keys
+    are taken in sorted order, so two processors never wait for each other in a circle over one pair
+    of copies. SQLite needs nothing: its one write lock already orders every processor.
+    """
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    keys = {f"sha256 {row.sha256}"}
+    if row.message_id:
+        keys.add(f"message-id {row.mail_from or ''} {row.message_id}")
+    for key in sorted(keys):
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 def find_earlier_copy(s: Session, row: Inbound) -> Inbound | None:

@@ -25,7 +25,7 @@ from store.inbound import NewInbound
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spooled (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the id is the receipt in the 250 reply
     transport TEXT NOT NULL,
     mail_from TEXT,
     rcpt_tos TEXT NOT NULL,

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import email
 import email.policy
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 
 from casemail.daemon import serve
 from casemail.settings import Settings, settings_from_dict
+from tests.e2e.transport_helpers import spooled
 
 
 @dataclass
@@ -101,11 +101,7 @@ class RunningDaemon:
 
 
 def _spooled(settings: Settings) -> int:
-    path = settings.path(settings.storage.spool)
-    if not path.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
-        return int(db.execute("SELECT count(*) FROM spooled").fetchone()[0])
+    return spooled(settings.path(settings.storage.spool))
 
 
 def daemon_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any]) -> Settings:

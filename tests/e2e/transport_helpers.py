@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import create_engine, select
@@ -37,6 +40,19 @@ async def eventually(check: Callable[[], T | None], *, timeout: float = 10.0, wh
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def spooled(path: Path) -> int:
+    """How many accepted mails wait in a daemon's accept spool (0 when it has none yet)."""
+    return len(spooled_message_ids(path))
+
+
+def spooled_message_ids(path: Path) -> list[str | None]:
+    """The Message-IDs of the mails in a daemon's accept spool."""
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        return [row[0] for row in db.execute("SELECT message_id FROM spooled")]
 
 
 class StoreView:

@@ -19,7 +19,7 @@ from casemail.app import make_identity, make_intake_config, open_store
 from casemail.settings import settings_from_dict
 from intake.accept import Acceptor, Envelope
 from intake.process import process_batch, process_inbound
-from store.db import read_only
+from store.db import read_only, unit_of_work
 from store.models import Case, Inbound
 
 RAW = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Printer broken\r\nMessage-ID: <f1@c>\r\n\r\nHi\r\n"
@@ -129,3 +129,37 @@ def test_a_group_keeps_its_good_mails_when_some_fail(setup, monkeypatch):
         assert sorted(c.number for c in s.query(Case).all()) == [1, 2, 3]
     monkeypatch.undo()
     assert process_batch(store.engine, store.blobs, [unreadable, unappliable], cfg, _now) == ["new-case", "new-case"]
+
+
+def test_copies_processed_at_the_same_moment_take_turns(setup, database_url):
+    """Two processors of copies of one message: the second waits for the first, then sees its case."""
+    import threading
+
+    from store import inbound
+
+    store, cfg, first = setup
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's one write lock already orders every processor")
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    # The same Message-ID from the same sender, different bytes (a second delivery path added a line).
+    copy = acceptor.accept_sync(b"Received: by another.example\r\n" + RAW,
+                                Envelope("smtp", "jane@customer.example", ("support@example.com",)))
+    events: list[str] = []
+
+    def second() -> None:
+        with unit_of_work(store.engine) as s:
+            inbound.lock_copies(s, s.get(Inbound, copy))
+            events.append("copy locked")
+
+    with unit_of_work(store.engine) as s:
+        inbound.lock_copies(s, s.get(Inbound, first))
+        worker = threading.Thread(target=second)
+        worker.start()
+        worker.join(0.5)   # it cannot get the lock while this transaction holds it
+        assert worker.is_alive() and events == []
+        events.append("first done")
+    worker.join(10)
+    assert events == ["first done", "copy locked"]
+    assert process_inbound(store.engine, store.blobs, first, cfg, _now) == "new-case"
+    assert process_inbound(store.engine, store.blobs, copy, cfg, _now) == "duplicate"
