@@ -10,6 +10,8 @@ makes a read-then-update (claiming outbox rows, numbering cases) safe.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +33,13 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        lock_path = _writer_lock_path(url)
+        if lock_path is not None:
+            writers = WriterLock(lock_path)
+            event.listen(engine, "connect", writers.on_connect)
+            event.listen(engine, "checkin", writers.on_checkin)
+            event.listen(engine, "close", writers.on_close)
+            engine.dialect.casemail_writers = writers  # type: ignore[attr-defined]
         return engine
     return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
 
@@ -61,8 +70,58 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     if conn.get_execution_options().get("casemail_readonly"):
         conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    writers: WriterLock | None = getattr(conn.dialect, "casemail_writers", None)
+    if writers is not None:
+        writers.acquire(conn.connection.info)
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _writer_lock_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or ":memory:" in url:
+        return None
+    return Path(url[len(prefix):]).expanduser().with_name(Path(url[len(prefix):]).name + ".writer-lock")
+
+
+class WriterLock:
+    """Writers to one SQLite file take turns through a file lock before BEGIN IMMEDIATE.
+
+    SQLite's own write lock is not waited on but polled: a writer that finds it taken sleeps (1, 2, 5,
+    ... up to 100 ms) and looks again. With several processes writing in turn (the intake processes,
+    the spool mover, the outbox) the lock was often free while every waiter slept, and a writer could
+    miss its turn again and again. A blocking flock() is woken the moment the holder lets go. Each
+    pooled connection has its own open file (flock locks belong to it, so threads and processes
+    exclude each other alike); the lock is taken when a writing transaction begins and given back when
+    the connection returns to the pool, after its commit or rollback. Read-only transactions never
+    take it, and anything outside casemail that writes the file is still ordered by SQLite itself.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_connect(self, _dbapi_conn: Any, record: Any) -> None:
+        record.info["casemail_writer_fd"] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+
+    def acquire(self, info: dict[str, Any]) -> None:
+        fd = info.get("casemail_writer_fd")
+        if fd is not None and not info.get("casemail_writer_held"):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            info["casemail_writer_held"] = True
+
+    def on_checkin(self, _dbapi_conn: Any, record: Any) -> None:
+        self._release(record.info)
+
+    def on_close(self, _dbapi_conn: Any, record: Any) -> None:
+        self._release(record.info)
+        fd = record.info.pop("casemail_writer_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    @staticmethod
+    def _release(info: dict[str, Any]) -> None:
+        if info.pop("casemail_writer_held", False):
+            fcntl.flock(info["casemail_writer_fd"], fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
