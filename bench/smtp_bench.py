@@ -128,7 +128,9 @@ class SmtpClient:
 
         The seconds are None when a step before the content was refused (a 4xx "busy" or a 5xx).
         """
-        for command, want in ((f"MAIL FROM:<{mail_from}>\r\n".encode(), 250),
+        # SIZE (RFC 1870) as MTAs send it: both servers advertise it, and casemail sizes its memory
+        # reservation for the message by it.
+        for command, want in ((f"MAIL FROM:<{mail_from}> SIZE={len(stuffed)}\r\n".encode(), 250),
                               (f"RCPT TO:<{rcpt_to}>\r\n".encode(), 250), (b"DATA\r\n", 354)):
             code = await self._step(command, want, timeout)
             if code != want:

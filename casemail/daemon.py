@@ -76,6 +76,7 @@ def smtp_limits(settings: Settings) -> SmtpLimits:
     s = settings.smtp
     return SmtpLimits(max_message_size=s.max_message_size, max_recipients=s.max_recipients,
                       max_connections=s.max_connections, max_concurrent_data=s.max_concurrent_data,
+                      max_data_memory=s.max_data_memory,
                       idle_timeout=s.idle_timeout, max_commands=s.max_commands,
                       max_bad_commands=s.max_bad_commands)
 

@@ -49,7 +49,8 @@ class SmtpSettings:
     max_message_size: int = 26_214_400
     max_recipients: int = 100
     max_connections: int = 100
-    max_concurrent_data: int = 10
+    max_concurrent_data: int = 100
+    max_data_memory: int = 104_857_600
     idle_timeout: float = 300.0
     max_commands: int = 1000
     max_bad_commands: int = 20
@@ -66,6 +67,9 @@ class SmtpSettings:
         for key in ("max_recipients", "max_connections", "max_concurrent_data", "max_bad_commands"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"smtp.{key}: must be at least 1, got {getattr(self, key)}")
+        if self.max_data_memory < self.max_message_size:
+            raise ConfigError(f"smtp.max_data_memory: must be at least smtp.max_message_size "
+                              f"({self.max_message_size}), got {self.max_data_memory}")
         if self.max_commands < 10:
             raise ConfigError(f"smtp.max_commands: must be at least 10 (one message takes five), "
                               f"got {self.max_commands}")

@@ -157,10 +157,11 @@ def plain(user: str, password: str) -> str:
     return "AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()).decode()
 
 
-async def open_transaction(port: int, rcpt: str = "support@example.com") -> Client:
+async def open_transaction(port: int, rcpt: str = "support@example.com", size: int | None = None) -> Client:
     c = await Client.connect(port)
     assert (await c.cmd("EHLO client.test")).startswith("250")
-    assert (await c.cmd("MAIL FROM:<jane@customer.example>")).startswith("250")
+    declared = f" SIZE={size}" if size is not None else ""
+    assert (await c.cmd(f"MAIL FROM:<jane@customer.example>{declared}")).startswith("250")
     assert (await c.cmd(f"RCPT TO:<{rcpt}>")).startswith("250")
     return c
 
@@ -337,6 +338,61 @@ async def test_data_past_the_concurrency_limit_gets_451(listener):
     assert len(acceptor.received) == 2
 
 
+async def _in_flight(port: int, acceptor: StubAcceptor, size: int | None) -> Client:
+    c = await open_transaction(port, size=size)
+    assert (await c.cmd("DATA")).startswith("354")
+    acceptor.entered.clear()
+    c.writer.write(BODY + b".\r\n")
+    await asyncio.wait_for(acceptor.entered.wait(), 5)
+    return c
+
+
+async def test_data_past_the_memory_limit_gets_451_until_memory_is_free(listener):
+    # Senders that declare nothing reserve the size limit each: two fit, the third must wait.
+    gate = asyncio.Event()
+    acceptor = StubAcceptor(gate=gate)
+    port = await listener(acceptor, limits=SmtpLimits(max_message_size=10_000, max_data_memory=25_000))
+    held = [await _in_flight(port, acceptor, None) for _ in range(2)]
+    third = await open_transaction(port)
+    assert (await third.cmd("DATA")) == "451 4.3.2 System busy, please try again later"
+    gate.set()
+    for c in held:
+        assert (await c.reply()).startswith("250")
+    assert (await third.send_data(BODY)).startswith("250")
+    for c in (*held, third):
+        await c.close()
+
+
+async def test_a_declared_size_reserves_only_its_share(listener):
+    # Declared small, many fit where undeclared ones would not (each would reserve the 25 MB limit).
+    gate = asyncio.Event()
+    acceptor = StubAcceptor(gate=gate)
+    port = await listener(acceptor, limits=SmtpLimits(max_data_memory=26_214_400))
+    held = [await _in_flight(port, acceptor, len(BODY)) for _ in range(20)]
+    undeclared = await open_transaction(port)
+    assert (await undeclared.cmd("DATA")).startswith("451")
+    gate.set()
+    for c in held:
+        assert (await c.reply()).startswith("250")
+    for c in (*held, undeclared):
+        await c.close()
+    assert len(acceptor.received) == 20
+
+
+async def test_a_message_far_larger_than_declared_is_refused(listener):
+    acceptor = StubAcceptor()
+    port = await listener(acceptor)
+    c = await open_transaction(port, size=100)
+    big = BODY + (b"x" * 76 + b"\r\n") * 16_000     # about 1.2 MB: more than 3 x 100 + 1 MiB
+    assert (await c.send_data(big)) == "552 Error: Too much mail data"
+    # Within its share, a message a little larger than declared (it grew on the way) is taken.
+    c2 = await open_transaction(port, size=len(BODY) // 2)
+    assert (await c2.send_data(BODY)).startswith("250")
+    for client in (c, c2):
+        await client.close()
+    assert len(acceptor.received) == 1
+
+
 async def test_unexpected_error_answers_451_without_internals(listener):
     port = await listener(StubAcceptor(fail=RuntimeError("db password hunter2 at /var/lib/casemail")))
     c = await open_transaction(port)
@@ -449,6 +505,7 @@ async def test_daemon_refuses_to_start_with_unusable_tls_or_users_file(start_dae
     ({"max_recipients": 0}, "max_recipients"),
     ({"max_connections": 0}, "max_connections"),
     ({"max_concurrent_data": 0}, "max_concurrent_data"),
+    ({"max_data_memory": 1_000_000}, "max_data_memory"),
     ({"max_bad_commands": 0}, "max_bad_commands"),
     ({"max_commands": 5}, "max_commands"),
     ({"idle_timeout": 0}, "idle_timeout"),

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from casemail.settings import ConfigError, settings_from_dict
+from intake.transports.smtp_server import data_reservation
 
 BOX = {"name": "support", "host": "imap.example.com", "user": "support@example.com", "password": "pw"}
 
@@ -48,3 +49,14 @@ def test_bad_values_name_the_key(sections: dict[str, Any], key: str):
 
 def test_plain_imap_is_allowed_on_loopback():
     assert not load(imap={"mailboxes": [{**BOX, "host": "127.0.0.1", "tls": False}]}).imap.mailboxes[0].tls
+
+
+@pytest.mark.parametrize(("options", "want"), [
+    ([], 26_214_400),                                   # nothing declared: the size limit
+    (["SIZE=10000"], 3 * 10_000 + (1 << 20)),           # room to grow on the way
+    (["BODY=8BITMIME", "SIZE=0"], 1 << 20),
+    (["SIZE=20000000"], 26_214_400),                    # never more than the limit
+    (["SIZE=abc"], 26_214_400),                         # nonsense is no declaration
+])
+def test_a_data_reserves_by_its_declared_size(options, want):
+    assert data_reservation(options, 26_214_400) == want
