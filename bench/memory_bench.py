@@ -157,7 +157,11 @@ class Daemon:
 
 
 def daemon_config(port: int, max_message_size: int, intake_processes: int | None) -> str:
+    # The size limit is raised to take the test mails; the memory the listener may reserve is raised
+    # with it (four messages of the largest size, as the shipped defaults allow), or the fourth mail
+    # of the burst would be asked to come back later instead of being measured.
     config = (f'[smtp]\nport = {port}\nmax_message_size = {max_message_size}\n'
+              f'max_data_memory = {max(4 * max_message_size, 104_857_600)}\n'
               f'[support]\naddresses = ["{mailgen.SUPPORT_ADDRESS}"]\n'
               '[logging]\nlevel = "WARNING"\n')
     if intake_processes is not None:
