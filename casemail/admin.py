@@ -10,7 +10,7 @@ import sys
 from casemail.app import opened_store
 from casemail.settings import Settings
 from store import contacts
-from intake.audience import NOTIFY_CHOICES
+from store.audience import NOTIFY_CHOICES
 from store.db import read_only, unit_of_work
 
 EX_USAGE = 64

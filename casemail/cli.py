@@ -38,7 +38,7 @@ from store import cases
 from store.blobs import BlobNotFound
 from store.codes import format_case_number
 from store.db import read_only, unit_of_work
-from store.mailing import queue_case_mail
+from store.mailing import queue_closed_notices
 from store.models import Inbound, Outbox
 
 EX_USAGE = 64
@@ -209,9 +209,11 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         cases.add_entry(s, case, kind="status_change", now=now, subject="closed",
                         text="Case closed from the command line.", details={"status": "closed"})
-        queue_case_mail(s, case, identity=identity, template="customer/closed",
-                        recipients=[case.requester.address], now=now)
-    print(f"closed case {format_case_number(args.number)}; the requester will be told")
+        # Everyone a close by mail would tell: the requester, the people copied, the assignee.
+        told = queue_closed_notices(s, case, identity=identity, closed_by=identity.support_name,
+                                    what="closed from the command line", now=now)
+    print(f"closed case {format_case_number(args.number)}; "
+          f"{sum(len(row.recipients) for row in told)} people will be told")
     return 0
 
 

@@ -14,14 +14,14 @@ from intake.classify import Classification
 from intake.fields import CaseFields
 from intake.parse import ParsedMail
 from intake.actions import answer_request, run_commands
-from intake.audience import ALWAYS, NOTE_TEMPLATES, Notice, notices_for, wants
+from store.audience import ALWAYS, NOTE_TEMPLATES, Notice, notices_for, wants
 from intake.plan import Plan
 from intake.resolve import ThreadDecision
 from intake.trust import StaffPolicy
 from store import cases, outbox
 from store.codes import clean_subject, format_case_number
 from store.contacts import address_key, ensure_contact, get_contact, mark_bouncing
-from store.mailing import Identity, queue_case_mail, queue_notice
+from store.mailing import Identity, audience_addresses, queue_case_mail, queue_notice
 from store.models import Case, Contact, Inbound
 
 DEFAULT_SEVERITY = 3
@@ -206,31 +206,17 @@ def _add_copied_people(s: Session, case: Case, facts: MailFacts, identity: Ident
 
 def _recipients(s: Session, notice: Notice, case: Case, author: Contact, identity: Identity,
                 staff: StaffPolicy) -> list[str]:
-    if notice.audience == "sender":
-        candidates = [author]
-    elif notice.audience == "staff":
+    if notice.audience == "staff":
         routed = staff.notified_for(case.product, case.severity)
         found = [get_contact(s, a) for a in routed]
         addresses = [a for a in routed if a != author.address_key]
         bouncing = {c.address_key for c in found if c is not None and c.bouncing}
         return [a for a in addresses if a not in bouncing]
-    else:
-        if notice.audience == "requester":
-            people = [case.requester]
-        elif notice.audience == "people":
-            people = cases.copied(s, case)
-        elif notice.audience == "assignee":
-            assigned = cases.assignee(s, case)
-            people = [assigned] if assigned is not None else []
-        else:
-            raise ValueError(f"unknown audience {notice.audience!r}")
-        # Nobody is told about their own mail (but the acknowledgement answers it), and each person's
-        # notification preference counts.
-        candidates = [c for c in people if (c.id != author.id or notice.template in ALWAYS)
-                      and wants(c.notify, notice.template, notice.audience)]
+    if notice.audience != "sender":
+        return audience_addresses(s, case, notice, author=author, support_addresses=identity.support_addresses)
     ours = {address_key(a) for a in identity.support_addresses}
     # Never mail ourselves (a loop) or an address known to bounce.
-    return [c.address for c in candidates if not c.bouncing and c.address_key not in ours]
+    return [author.address] if not author.bouncing and author.address_key not in ours else []
 
 
 def _record_bounce(s: Session, facts: MailFacts, now: datetime) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from intake.audience import Notice, notices_for
+from store.audience import Notice, notices_for
 from intake.commands import Command, CommandMail, Refusal
 from intake.requests import Request
 from intake.resolve import ThreadDecision

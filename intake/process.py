@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from intake.apply import MailFacts, apply_plan
 from intake.body import extract_body
-from intake.audience import NOTE_TEMPLATES
+from store.audience import NOTE_TEMPLATES
 from intake.classify import classify
 from intake.commands import is_close_word, is_thanks_only, parse_commands
 from intake.fields import extract_fields

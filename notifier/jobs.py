@@ -25,7 +25,7 @@ from notifier.schedules import Due, ScheduleConfig
 from store import cases, jobs
 from store.db import read_only, unit_of_work
 from store.jobs import CaseClock
-from store.mailing import Identity, queue_case_mail, queue_notice
+from store.mailing import Identity, queue_case_mail, queue_closed_notices, queue_notice
 from store.models import Case, Entry, JobRun
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,11 @@ class ScheduleRunner:
                         text=f"Closed automatically: no answer from the customer {days} days after the "
                              f"staff reply.",
                         details={"status": "closed", "by": "schedule", "job": job.key})
-        row = queue_case_mail(s, case, identity=self._identity, template="customer/closed",
-                              recipients=[case.requester.address], now=now,
-                              extra={"autoclose": {"days": days}})
-        return row.id if row else None
+        # Everyone a close by mail would tell: the requester, the people copied, the assignee.
+        rows = queue_closed_notices(s, case, identity=self._identity, closed_by=self._identity.support_name,
+                                    what=f"closed automatically after {days} days without an answer",
+                                    now=now, extra={"autoclose": {"days": days}})
+        return next((row.id for row in rows if row.template == "customer/closed"), rows[0].id if rows else None)
 
     def _escalate(self, s: Session, case: Case, item: Due, job: JobRun, now: datetime) -> int | None:
         extra = {"escalation": {

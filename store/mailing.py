@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store import outbox
+from store import cases, outbox
+from store.audience import ALWAYS, Notice, notices_for, wants
 from store.codes import Signer, format_case_number, format_tag, tag_subject
 from store.contacts import address_key
 from store.models import Case, Contact, Entry, Outbox
@@ -171,3 +172,47 @@ def requests_answered_since(s: Session, recipient_key: str, since: datetime) -> 
     sender, not the From address a request is answered to.
     """
     return outbox.sent_to_since(s, template=REQUEST_TEMPLATES, recipient_key=recipient_key, since=since)
+
+
+def audience_addresses(s: Session, case: Case, notice: Notice, *, author: Contact | None,
+                       support_addresses: Sequence[str]) -> list[str]:
+    """The addresses of the case's people that a notice's audience (requester, people, assignee) names.
+
+    Nobody is told about their own mail (but the acknowledgement answers it), each person's
+    notification preference counts, and neither our own addresses (a loop) nor an address known to
+    bounce are ever mailed. The "staff" and "sender" audiences are not people of the case; intake
+    resolves them.
+    """
+    if notice.audience == "requester":
+        people = [case.requester]
+    elif notice.audience == "people":
+        people = cases.copied(s, case)
+    elif notice.audience == "assignee":
+        assigned = cases.assignee(s, case)
+        people = [assigned] if assigned is not None else []
+    else:
+        raise ValueError(f"not an audience of the case's people: {notice.audience!r}")
+    ours = {address_key(a) for a in support_addresses}
+    return [c.address for c in people
+            if (author is None or c.id != author.id or notice.template in ALWAYS)
+            and wants(c.notify, notice.template, notice.audience)
+            and not c.bouncing and c.address_key not in ours]
+
+
+def queue_closed_notices(s: Session, case: Case, *, identity: Identity, closed_by: str, what: str,
+                         now: datetime, extra: dict[str, Any] | None = None) -> list[Outbox]:
+    """Tell everyone the table names for a closed case (requester, people copied, assignee), as a
+    close by mail does, for a close that came from elsewhere (the command line, the schedule)."""
+    by_template: dict[str, list[str]] = {}
+    for notice in notices_for("closed"):
+        wanted = by_template.setdefault(notice.template, [])
+        for address in audience_addresses(s, case, notice, author=None,
+                                          support_addresses=identity.support_addresses):
+            if address_key(address) not in {address_key(a) for a in wanted}:
+                wanted.append(address)
+    context = {"entry": {"author_name": closed_by, "text": what, "attachments": []},
+               "changes": [{"line": "", "what": what}], **(extra or {})}
+    rows = [queue_case_mail(s, case, identity=identity, template=template, recipients=recipients, now=now,
+                            extra=context)
+            for template, recipients in by_template.items() if recipients]
+    return [row for row in rows if row is not None]

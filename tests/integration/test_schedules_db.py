@@ -279,16 +279,16 @@ def test_a_job_that_fails_leaves_no_key_holds_up_no_other_and_is_done_at_the_nex
     write(engine, case_id, "staff_reply", T0)
     other = open_case(engine, requester="bob@customer.example")
     other_reply = write(engine, other, "staff_reply", T0)
-    real = notifier.jobs.queue_case_mail
+    real = notifier.jobs.queue_closed_notices
     calls = []
 
     def failing_once(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(kwargs["template"])
+        calls.append(kwargs["what"])
         if len(calls) == 1:
             raise RuntimeError("the disk is full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(notifier.jobs, "queue_case_mail", failing_once)
+    monkeypatch.setattr(notifier.jobs, "queue_closed_notices", failing_once)
     runner = ScheduleRunner(engine, IDENTITY, WAITING)
     assert runner.run(T0 + 8 * DAY).autocloses == 1
     # The first case's key, close and entry were rolled back with the mail that failed; the other
@@ -307,3 +307,25 @@ def test_a_staff_reply_that_asks_nothing_starts_no_reminder_or_close(engine):
     result = ScheduleRunner(engine, IDENTITY, WAITING).run(T0 + 30 * DAY)
     assert (result.reminders, result.autocloses) == (0, 0)
     assert mails(engine, "customer/reminder") == [] and mails(engine, "customer/closed") == []
+
+
+def test_an_automatic_close_tells_everyone_a_close_by_mail_tells(engine):
+    # The table's "closed" row: the requester and the people copied get customer/closed, the assignee
+    # staff/changed; a person copied who asked for the digest only is not mailed now.
+    case_id = open_case(engine)
+    with unit_of_work(engine) as s:
+        case = s.get(Case, case_id)
+        assert case is not None
+        cases.add_participant(s, case, ensure_contact(s, "cc@customer.example", now=T0), now=T0)
+        quiet = ensure_contact(s, "quiet@customer.example", now=T0)
+        quiet.notify = "digest"
+        cases.add_participant(s, case, quiet, now=T0)
+        cases.set_assignee(s, case, ensure_contact(s, "sam@example.com", role="staff", now=T0), now=T0)
+    write(engine, case_id, "staff_reply", T0)
+    assert ScheduleRunner(engine, IDENTITY, WAITING).run(T0 + 8 * DAY).autocloses == 1
+    closed = mails(engine, "customer/closed")
+    assert [m.recipients for m in closed] == [["jane@customer.example", "cc@customer.example"]]
+    assert closed[0].context["autoclose"]["days"]
+    (changed,) = mails(engine, "staff/changed")
+    assert changed.recipients == ["sam@example.com"]
+    assert "closed automatically" in changed.context["changes"][0]["what"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.audience import AUDIENCES, NOTIFICATIONS, wants
+from store.audience import AUDIENCES, NOTIFICATIONS, wants
 from intake.commands import parse_commands
 from intake.plan import CaseView, MailView, plan_mail
 from intake.requests import parse_request
