@@ -212,8 +212,8 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
         # Everyone a close by mail would tell: the requester, the people copied, the assignee.
         told = queue_closed_notices(s, case, identity=identity, closed_by=identity.support_name,
                                     what="closed from the command line", now=now)
-    print(f"closed case {format_case_number(args.number)}; "
-          f"{sum(len(row.recipients) for row in told)} people will be told")
+    n = sum(len(row.recipients) for row in told)
+    print(f"closed case {format_case_number(args.number)}; {n} {'person' if n == 1 else 'people'} will be told")
     return 0
 
 
