@@ -137,28 +137,15 @@ class Acceptor:
                 # that cannot be stored gets the temporary failure.
                 log.warning("a group of %d mails could not be stored (%s); storing them one by one",
                             len(group), exc)
-                await self._write_singly(group)
+                for w in group:
+                    await self._write_group([w])
             else:
-                log.exception("could not store a mail")
+                log.exception("could not store a mail from %r", group[0].envelope.mail_from)
                 _settle(group[0], exc)
             return
         for w, inbound_id in zip(group, ids, strict=True):
             _settle(w, inbound_id)
         self._on_accepted()
-
-    async def _write_singly(self, group: list[_Waiting]) -> None:
-        stored = False
-        for w in group:
-            try:
-                inbound_id = await self._run_db(lambda w=w: self._store([(w.raw, w.envelope)])[0])
-            except Exception as exc:  # noqa: BLE001 - this sender gets a temporary failure.
-                log.exception("could not store a mail from %r", w.envelope.mail_from)
-                _settle(w, exc)
-                continue
-            _settle(w, inbound_id)
-            stored = True
-        if stored:
-            self._on_accepted()
 
     def _store(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
         messages = self._write_blobs(items)

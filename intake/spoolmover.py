@@ -36,7 +36,8 @@ class SpoolMover:
         self._on_moved = on_moved
         self._batch = batch
         self._wake = asyncio.Event()
-        # Until one pass has emptied what a previous run left behind, rows may already be recorded.
+        # While this is set (at the start, and after a failed pass) spooled mail may already have its
+        # inbound row; it is cleared by a pass that finds the spool empty.
         self._recovering = True
         self.moved = 0
 
@@ -73,10 +74,16 @@ class SpoolMover:
         if not spooled:
             self._recovering = False
             return 0
-        with unit_of_work(self._engine) as s:
-            todo = [m for _, m in spooled if not (self._recovering and inbound.is_recorded(s, m))]
-            ids = inbound.record_many(s, todo)
-        self._spool.remove([spool_id for spool_id, _ in spooled])
+        try:
+            with unit_of_work(self._engine) as s:
+                todo = [m for _, m in spooled if not (self._recovering and inbound.is_recorded(s, m))]
+                ids = inbound.record_many(s, todo)
+            self._spool.remove([spool_id for spool_id, _ in spooled])
+        except BaseException:
+            # The inbound commit may have happened before the failure (of the spool's clean-up, say):
+            # the next pass must look before it records, as after a crash.
+            self._recovering = True
+            raise
         if len(todo) < len(spooled):
             log.info("%d spooled mails were already recorded before a restart", len(spooled) - len(todo))
         if ids:

@@ -81,7 +81,8 @@ def _writer_lock_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or ":memory:" in url:
         return None
-    return Path(url[len(prefix):]).expanduser().with_name(Path(url[len(prefix):]).name + ".writer-lock")
+    database = Path(url[len(prefix):]).expanduser()
+    return database.with_name(database.name + ".writer-lock")
 
 
 class WriterLock:

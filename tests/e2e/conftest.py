@@ -81,7 +81,7 @@ class RunningDaemon:
                 # Mail that got its 250 may still be in the accept spool, on its way to the inbound table.
                 # The spool is looked at first: the mover commits a mail's inbound row before it leaves
                 # the spool, so what is not in the spool now is in the inbound table below.
-                busy = _spooled(self.settings)
+                busy = spooled(self.settings.path(self.settings.storage.spool))
                 with engine.connect() as c:
                     busy += c.scalar(select(func.count()).select_from(Inbound).where(Inbound.state == "accepted"))
                     pending = Outbox.state.in_(("sending", "queued"))
@@ -98,10 +98,6 @@ class RunningDaemon:
     async def shutdown(self) -> None:
         self.stop.set()
         await asyncio.wait_for(self.task, 30)
-
-
-def _spooled(settings: Settings) -> int:
-    return spooled(settings.path(settings.storage.spool))
 
 
 def daemon_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any]) -> Settings:

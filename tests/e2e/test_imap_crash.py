@@ -11,7 +11,6 @@ A restart must then leave every message processed exactly once and moved out of 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.dovecot import Dovecot, dovecot  # noqa: F401 - the session fixture.
-from tests.e2e.transport_helpers import StoreView, eventually, raw_mail, spooled_message_ids
+from tests.e2e.transport_helpers import StoreView, eventually, loopback_server, raw_mail, spooled_message_ids
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,12 +66,8 @@ class KillingProxy:
 @pytest.fixture
 async def proxy(dovecot: Dovecot) -> AsyncIterator[KillingProxy]:
     p = KillingProxy(dovecot.port)
-    server = await asyncio.start_server(p.handle, "127.0.0.1", 0)
-    p.port = server.sockets[0].getsockname()[1]
-    yield p
-    server.close()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(server.wait_closed(), 5)
+    async with loopback_server(p.handle) as p.port:
+        yield p
 
 
 def write_config(tmp_path: Path, database_url: str, box: dict[str, Any]) -> Path:

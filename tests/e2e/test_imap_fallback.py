@@ -12,7 +12,6 @@ rewrites replies, and they share only the forwarding loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.dovecot import GOOD_TOKEN_PREFIX, Dovecot, dovecot  # noqa: F401 - the session fixture.
-from tests.e2e.transport_helpers import StoreView, eventually, raw_mail
+from tests.e2e.transport_helpers import StoreView, eventually, loopback_server, raw_mail
 
 # A literal announced at the end of a line ({123} or {123+}); its bytes follow the line verbatim.
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
@@ -88,12 +87,8 @@ async def _copy_literal(line: bytes, reader: asyncio.StreamReader, writer: async
 @pytest.fixture
 async def proxy(dovecot: Dovecot) -> AsyncIterator[NoMoveProxy]:
     p = NoMoveProxy(dovecot.port)
-    server = await asyncio.start_server(p.handle, "127.0.0.1", 0)
-    p.port = server.sockets[0].getsockname()[1]
-    yield p
-    server.close()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(server.wait_closed(), 5)
+    async with loopback_server(p.handle) as p.port:
+        yield p
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +40,19 @@ async def eventually(check: Callable[[], T | None], *, timeout: float = 10.0, wh
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def loopback_server(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                          ) -> AsyncIterator[int]:
+    """A TCP server on a free loopback port for a test's proxy; yields the port."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 5)
 
 
 def spooled(path: Path) -> int:

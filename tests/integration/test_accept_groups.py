@@ -160,6 +160,27 @@ def test_a_restart_records_nothing_twice(store, spool) -> None:  # type: ignore[
     assert len(spooled) == 5
 
 
+def test_a_failed_clean_up_of_the_spool_records_nothing_twice(store, spool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    mover = SpoolMover(spool, store.engine, run=asyncio.to_thread, on_moved=lambda: None)
+    assert mover.move_once() == 0   # an empty spool: nothing left over from an earlier run
+    acceptor = Acceptor(store.engine, store.blobs, spool=spool, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    for n in range(3):
+        acceptor._store([(_mail(n), Envelope("smtp", None, ("support@example.com",)))])
+    real_remove = spool.remove
+
+    def remove_fails_once(ids):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(spool, "remove", real_remove)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(spool, "remove", remove_fails_once)
+    with pytest.raises(OSError):
+        mover.move_once()           # the rows were committed; the spool still holds them
+    assert mover.move_once() == 3
+    assert spool.count() == 0
+    assert sorted(row.message_id for row in _rows(store).values()) == [f"m{n}@customer.example" for n in range(3)]
+
+
 def test_a_database_that_cannot_be_written_leaves_the_mail_spooled(tmp_path: Path, spool) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import create_engine
 
