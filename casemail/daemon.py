@@ -183,7 +183,7 @@ async def serve(
                                          run=run_intake, on_outbox=outbox_worker.wake)
             wake_intake = intake_worker.wake
         spool = Spool(spool_path)
-        mover = SpoolMover(spool, engine, run=run_mover, on_moved=wake_intake)
+        mover = SpoolMover(spool, engine, blobs, run=run_mover, on_moved=wake_intake)
         acceptor = Acceptor(engine, blobs, spool=spool, run_db=run_db, clock=clock, on_accepted=mover.wake)
 
         server = None

@@ -1,18 +1,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one way mail comes in: raw bytes and an envelope become durable before anyone is told so.
 
-Every transport (SMTP, LMTP, IMAP, the pipe command, import) calls accept(). It writes the raw message
-to the blob store (fsynced) and commits its envelope, and only then returns, so the transport can
-acknowledge the mail knowing nothing can lose it. In the daemon the envelope goes to the accept spool
-(store/spool.py), and SpoolMover records it in the inbound table right after; the commands without a
-daemon (the pipe command, import) write the inbound row directly. Parsing and threading happen
-afterwards, from the inbound table; a crash at any point is recovered at the next start, from the
-spool or from the inbound table.
+Every transport (SMTP, LMTP, IMAP, the pipe command, import) calls accept(). It makes the raw message
+and its envelope durable, and only then returns, so the transport can acknowledge the mail knowing
+nothing can lose it. In the daemon both go to the accept spool (store/spool.py) in one commit per
+group, and SpoolMover writes the blob and records the inbound row right after; the commands without
+a daemon (the pipe command, import) write the blob (fsynced) and the inbound row directly. Parsing
+and threading happen afterwards, from the inbound table; a crash at any point is recovered at the
+next start, from the spool or from the inbound table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -62,8 +63,8 @@ def header_message_id(raw: bytes) -> str | None:
 class Acceptor:
     """Stores incoming mail durably; see the module docstring.
 
-    Concurrent accepts are committed in groups: while one group is being written (its blobs fsynced,
-    its rows inserted and committed), the mails that arrive queue up and become the next group, so
+    Concurrent accepts are committed in groups: while one group is being written (one spool commit,
+    or its blobs fsynced and its rows committed without a spool), the mails that arrive queue up and become the next group, so
     the cost of the fsyncs and the commit is shared by every mail in the group. A lone mail is written
     at once, so grouping adds no waiting at one connection. Each sender still gets its 250 only after
     its own mail is committed.
@@ -148,10 +149,12 @@ class Acceptor:
         self._on_accepted()
 
     def _store(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        messages = self._write_blobs(items)
         if self._spool is not None:
-            return self._spool.add(messages)
-        return self._record(messages)
+            # The bytes go into the spool's commit with the envelope: one fsync for the whole group.
+            shas = [hashlib.sha256(raw).hexdigest() for raw, _ in items]
+            messages = self._describe(items, shas)
+            return self._spool.add([(m, raw) for m, (raw, _) in zip(messages, items, strict=True)])
+        return self._record(self._write_blobs(items))
 
     def _write_blobs(self, items: list[tuple[bytes, Envelope]]) -> list[inbound.NewInbound]:
         # Every blob is fsynced (the fsyncs overlapped) before the envelopes naming them are committed.
@@ -161,6 +164,9 @@ class Acceptor:
             batch.finish()
         else:
             shas = [self._blobs.put(raw) for raw, _ in items]
+        return self._describe(items, shas)
+
+    def _describe(self, items: list[tuple[bytes, Envelope]], shas: list[str]) -> list[inbound.NewInbound]:
         # Each message gets its own instant: with its digest it names this acceptance when the spool
         # is recovered after a crash (see SpoolMover).
         return [

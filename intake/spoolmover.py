@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Moving accepted mail from the daemon's spool into the inbound table, where processing finds it.
 
-The acceptor commits each mail's envelope to the spool before its 250 (store/spool.py); this loop
-records what is spooled as inbound rows a group at a time, then forgets it in the spool. The inbound
-commit comes first, so a crash between the two leaves a mail in both places, never in neither: the
-first pass after a start therefore skips spooled mail whose row exists (the same digest taken at the
-same instant). While the database is unreachable the spool simply grows, senders keep getting their
-250, and the move is retried with a growing pause.
+The acceptor commits each mail's bytes and envelope to the spool before its 250 (store/spool.py);
+this loop writes what is spooled to the blob store (fsynced) and records it as inbound rows a group
+at a time, then forgets it in the spool. The blobs come first and the inbound commit second, so a
+row never names bytes a crash could take away, and a crash between the commit and the spool's
+clean-up leaves a mail in both places, never in neither: the first pass after a start therefore
+skips spooled mail whose row exists (the same digest taken at the same instant). Writing a blob
+twice is harmless (the store is content-addressed). While the database is unreachable the spool
+simply grows, senders keep getting their 250, and the move is retried with a growing pause.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from store import inbound
+from store.blobs import BlobStore
 from store.db import RunInThread, unit_of_work
 from store.spool import Spool
 
@@ -25,16 +28,20 @@ log = logging.getLogger(__name__)
 
 # The longest pause between tries while the database cannot be written.
 MAX_RETRY_SECONDS = 30.0
+# A pass holds the bytes of the mails it moves; this bounds them (a larger mail is moved alone).
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 class SpoolMover:
-    def __init__(self, spool: Spool, engine: Engine, *, run: RunInThread, on_moved: Callable[[], None],
-                 batch: int = 1000) -> None:
+    def __init__(self, spool: Spool, engine: Engine, blobs: BlobStore, *, run: RunInThread,
+                 on_moved: Callable[[], None], batch: int = 1000, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
         self._spool = spool
         self._engine = engine
+        self._blobs = blobs
         self._run = run
         self._on_moved = on_moved
         self._batch = batch
+        self._max_batch_bytes = max_batch_bytes
         self._wake = asyncio.Event()
         # While this is set (at the start, and after a failed pass) spooled mail may already have its
         # inbound row; it is cleared by a pass that finds the spool empty.
@@ -70,15 +77,17 @@ class SpoolMover:
 
     def move_once(self) -> int:
         """Record up to one batch of spooled mail; return how many spooled mails were handled."""
-        spooled = self._spool.oldest(self._batch)
+        spooled = self._spool.oldest(self._batch, self._max_batch_bytes)
         if not spooled:
             self._recovering = False
             return 0
         try:
+            self._write_blobs([m.raw for m in spooled if m.raw is not None])
             with unit_of_work(self._engine) as s:
-                todo = [m for _, m in spooled if not (self._recovering and inbound.is_recorded(s, m))]
+                todo = [m.message for m in spooled
+                        if not (self._recovering and inbound.is_recorded(s, m.message))]
                 ids = inbound.record_many(s, todo)
-            self._spool.remove([spool_id for spool_id, _ in spooled])
+            self._spool.remove([m.spool_id for m in spooled])
         except BaseException:
             # The inbound commit may have happened before the failure (of the spool's clean-up, say):
             # the next pass must look before it records, as after a crash.
@@ -90,6 +99,16 @@ class SpoolMover:
             log.debug("recorded spooled mail as inbound %d..%d", ids[0], ids[-1])
         self.moved += len(ids)
         return len(spooled)
+
+    def _write_blobs(self, raws: list[bytes]) -> None:
+        # Durable (the fsyncs overlapped) before the rows naming them are committed.
+        if len(raws) == 1:
+            self._blobs.put(raws[0])
+        elif raws:
+            batch = self._blobs.batch()
+            for raw in raws:
+                batch.add(raw)
+            batch.finish()
 
 
 async def _wait_for_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
