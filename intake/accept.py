@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
+# Mails up to this size are spooled with their bytes; larger ones go to the blob store before the 250.
+SPOOL_INLINE_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -149,12 +152,21 @@ class Acceptor:
         self._on_accepted()
 
     def _store(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        if self._spool is not None:
-            # The bytes go into the spool's commit with the envelope: one fsync for the whole group.
-            shas = [hashlib.sha256(raw).hexdigest() for raw, _ in items]
-            messages = self._describe(items, shas)
-            return self._spool.add([(m, raw) for m, (raw, _) in zip(messages, items, strict=True)])
-        return self._record(self._write_blobs(items))
+        if self._spool is None:
+            return self._record(self._write_blobs(items))
+        # A mail's bytes go into the spool's commit with its envelope: one fsync for the whole group.
+        # A large mail is written to the blob store first instead, as without a spool: its fsyncs are
+        # small beside its bytes, and SQLite would hold extra copies of it while writing and reading.
+        inline = [len(raw) <= SPOOL_INLINE_BYTES for raw, _ in items]
+        written = iter(self._write_blobs([item for item, small in zip(items, inline) if not small]))
+        entries: list[tuple[inbound.NewInbound, bytes | None]] = []
+        for (raw, envelope), small in zip(items, inline, strict=True):
+            if small:
+                (message,) = self._describe([(raw, envelope)], [hashlib.sha256(raw).hexdigest()])
+                entries.append((message, raw))
+            else:
+                entries.append((next(written), None))
+        return self._spool.add(entries)
 
     def _write_blobs(self, items: list[tuple[bytes, Envelope]]) -> list[inbound.NewInbound]:
         # Every blob is fsynced (the fsyncs overlapped) before the envelopes naming them are committed.

@@ -322,3 +322,25 @@ def test_a_spool_left_by_an_earlier_version_is_moved(tmp_path: Path, store) -> N
     (row,) = _rows(store).values()
     assert row.message_id == "m1@customer.example"
     assert store.blobs.get(row.sha256) == raw
+
+
+def test_a_large_mail_is_in_the_blob_store_before_its_250(store, spool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import intake.accept
+
+    small, large = _mail(1), _mail(2, "x" * 500)
+    monkeypatch.setattr(intake.accept, "SPOOL_INLINE_BYTES", len(small))
+    acceptor = Acceptor(store.engine, store.blobs, spool=spool, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    acceptor._store([(raw, Envelope("smtp", None, ("support@example.com",))) for raw in (large, small)])
+
+    # The large one was written to the blob store and spooled without its bytes; the small one is
+    # spooled with them. Both keep their order.
+    first, second = spool.oldest(10)
+    assert (first.raw, first.message.message_id) == (None, "m2@customer.example")
+    assert store.blobs.get(first.message.sha256) == large
+    assert second.raw == small
+    assert not store.blobs.path(second.message.sha256).exists()
+
+    mover = SpoolMover(spool, store.engine, store.blobs, run=asyncio.to_thread, on_moved=lambda: None)
+    assert mover.move_once() == 2
+    assert sorted(store.blobs.get(row.sha256) for row in _rows(store).values()) == sorted([small, large])
