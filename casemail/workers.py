@@ -9,7 +9,9 @@ IntakeWorker the in-process mode runs. Processing was already safe for more than
 row lock, the duplicate check under it), so a crash at any point leaves nothing half done.
 
 The daemon wakes the processes through a pipe each when it has accepted mail, and they wake its
-outbox through a pipe back when they have queued some. A process that dies is started again; at a
+outbox through a pipe back when they have queued some. Reading a very large mail takes a few times
+its size in memory, so the processes take turns at those (a file lock next to the spool): several
+large mails arriving at once are read one after the other, not side by side. A process that dies is started again; at a
 stop each finishes the mail in hand and exits. The processes run at a lower priority (intake.nice),
 so under a burst the CPU goes to answering senders first and the processing follows right behind.
 """
@@ -18,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import TypeVar
 
 from casemail.settings import Settings
@@ -172,8 +176,10 @@ async def _serve_shard(settings: Settings, shard: Shard, wake_r: multiprocessing
         # This process does nothing else, so processing runs on its own loop's thread.
         return fn()
 
+    turn = FileTurn(large_mail_lock_path(settings))
     worker = IntakeWorker(store.engine, store.blobs, make_intake_config(settings, make_identity(settings)),
-                          clock=utcnow, run=inline, on_outbox=lambda: _poke(notify_w), shard=shard)
+                          clock=utcnow, run=inline, on_outbox=lambda: _poke(notify_w), shard=shard,
+                          large_mail_turn=turn.held)
 
     def woken() -> None:
         if not _drain(wake_r):
@@ -198,9 +204,36 @@ async def _serve_shard(settings: Settings, shard: Shard, wake_r: multiprocessing
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        turn.close()
         store.blobs.close()
         store.engine.dispose()
         log.info("intake process %d stopped: %d processed", shard.index, worker.processed)
+
+
+def large_mail_lock_path(settings: Settings) -> Path:
+    """The lock the intake processes of one daemon take turns at to read a very large mail."""
+    spool = settings.path(settings.storage.spool)
+    return spool.with_name(spool.name + ".large-mail-lock")
+
+
+class FileTurn:
+    """Processes take turns through an exclusive flock on one file; each opens it for itself, since
+    flock locks belong to the open file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _poke(conn: multiprocessing.connection.Connection) -> None:

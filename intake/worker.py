@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -21,7 +23,8 @@ log = logging.getLogger(__name__)
 class IntakeWorker:
     def __init__(self, engine: Engine, blobs: BlobStore, cfg: IntakeConfig, *, clock: Callable[[], datetime],
                  run: RunInThread, on_outbox: Callable[[], None], batch: int = 200, group: int = 25,
-                 group_bytes: int = 8 << 20, shard: inbound.Shard | None = None) -> None:
+                 group_bytes: int = 8 << 20, shard: inbound.Shard | None = None,
+                 large_mail_turn: Callable[[], AbstractContextManager[object]] | None = None) -> None:
         self._engine = engine
         self._blobs = blobs
         self._cfg = cfg
@@ -37,6 +40,10 @@ class IntakeWorker:
         # large mails go one or a few at a time.
         self._group_bytes = group_bytes
         self._shard = shard
+        # Held while a group larger than group_bytes (one large mail) is read: reading a mail takes
+        # a few times its size in memory, and the intake processes take turns so that only one of
+        # them holds that at a time.
+        self._large_mail_turn = large_mail_turn or contextlib.nullcontext
         self._wake = asyncio.Event()
         self.processed = 0
 
@@ -66,12 +73,13 @@ class IntakeWorker:
         """
         pending = await self._run(self._pending)
         processed = 0
+        sizes = dict(pending)
         for group in groups(pending, max_count=self._group, max_bytes=self._group_bytes):
             if stop is not None and stop.is_set():
                 break
+            large = sum(sizes[i] for i in group) > self._group_bytes
             try:
-                results = await self._run(lambda g=group: process_batch(self._engine, self._blobs, g, self._cfg,
-                                                                        self._clock))
+                results = await self._run(lambda g=group, large=large: self._process(g, large))
             except Exception:  # noqa: BLE001 - the store failed before anything was decided; next pass.
                 log.exception("processing inbound %d..%d failed", group[0], group[-1])
                 continue
@@ -82,6 +90,10 @@ class IntakeWorker:
             processed += done
         self.processed += processed
         return processed
+
+    def _process(self, group: list[int], large: bool) -> list[str | None | Exception]:
+        with self._large_mail_turn() if large else contextlib.nullcontext():
+            return process_batch(self._engine, self._blobs, group, self._cfg, self._clock)
 
     def _pending(self) -> list[tuple[int, int]]:
         with read_only(self._engine) as s:
