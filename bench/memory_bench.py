@@ -8,7 +8,10 @@ process it started (the intake processes, multiprocessing's helper), read from /
   attachment, base64-encoded as mail clients send it) concurrently over SMTP, waits until every one is
   processed into a case, and reports the peak resident set beside the target of the performance issue
   (300 MB for a 25 MB mail at 4 connections): the daemon process's own peak (VmHWM) and that of the
-  whole process tree (the sum of their VmRSS, sampled every 20 ms).
+  whole process tree, sampled every 20 ms two ways: the sum of their VmRSS, which counts every page
+  the processes share (the libraries, and with the intake processes forked from one forkserver the
+  modules it loaded) once per process, and the sum of their Pss (/proc/<pid>/smaps_rollup), which
+  counts a shared page once in all, split between its sharers: the memory the daemon takes.
 - growth (--growth-count N): sends N small support mails (bench/mailgen.py) and, every --sample-every
   mails, waits until processing has caught up and samples the resident set, to show whether memory
   grows over a long run. Bounded by --seconds: when time is up it stops sending, samples once more and
@@ -91,6 +94,22 @@ def process_name(pid: int) -> str:
         return "?"
 
 
+def pss_kb(pid: int) -> int:
+    """A process's proportional set size: its own pages, and its share of the pages it shares."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise LookupError("Pss")
+
+
+def tree_pss_kb(pid: int) -> int:
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, LookupError):
+            total += pss_kb(member)
+    return total
+
+
 def tree_rss_kb(pid: int) -> int:
     total = 0
     for member in process_tree(pid):
@@ -100,7 +119,7 @@ def tree_rss_kb(pid: int) -> int:
 
 
 class TreeSampler:
-    """Samples the summed VmRSS of a process tree in a thread and keeps the highest seen.
+    """Samples the summed VmRSS and Pss of a process tree in a thread and keeps the highest of each.
 
     A process's own VmHWM is exact, but the peaks of separate processes need not fall at the same
     moment, so the tree's peak can only be sampled; 20 ms is well below the time a large mail takes.
@@ -111,6 +130,7 @@ class TreeSampler:
     def __init__(self, pid: int) -> None:
         self._pid = pid
         self.peak_kb = 0
+        self.peak_pss_kb = 0
         self.hwm_kb: dict[int, tuple[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -129,12 +149,14 @@ class TreeSampler:
             self._sample()
 
     def _sample(self) -> None:
-        total = 0
+        total = pss = 0
         for member in process_tree(self._pid):
             with contextlib.suppress(OSError, LookupError):
                 total += status_kb(member, "VmRSS")
                 self.hwm_kb[member] = (process_name(member), status_kb(member, "VmHWM"))
+                pss += pss_kb(member)
         self.peak_kb = max(self.peak_kb, total)
+        self.peak_pss_kb = max(self.peak_pss_kb, pss)
 
 
 @dataclass
@@ -264,6 +286,7 @@ def run_burst(args: argparse.Namespace) -> dict[str, Any]:
         settle(daemon)
         idle_kb = status_kb(daemon.proc.pid, "VmRSS")
         idle_tree_kb = tree_rss_kb(daemon.proc.pid)
+        idle_pss_kb = tree_pss_kb(daemon.proc.pid)
         with TreeSampler(daemon.proc.pid) as sampler:
             started = time.monotonic()
             errors = send_at_once(daemon.port, mails)
@@ -282,6 +305,8 @@ def run_burst(args: argparse.Namespace) -> dict[str, Any]:
             "peak_rss_mb": mb(status_kb(daemon.proc.pid, "VmHWM")),
             "idle_tree_rss_mb": mb(idle_tree_kb),
             "peak_tree_rss_mb": mb(sampler.peak_kb),
+            "idle_tree_pss_mb": mb(idle_pss_kb),
+            "peak_tree_pss_mb": mb(sampler.peak_pss_kb),
             "other_processes_peak_mb": {f"{name} {pid}": mb(kb) for pid, (name, kb) in sorted(others.items())},
             "target_mb": TARGET_MB,
         }
@@ -298,8 +323,10 @@ def print_burst(result: dict[str, Any]) -> None:
     print(f"  daemon process: RSS idle {result['idle_rss_mb']} MB, peak {result['peak_rss_mb']} MB")
     if others:
         print(f"  its other processes, peak each: {listing(others)}")
-    print(f"  whole daemon (all its processes): idle {result['idle_tree_rss_mb']} MB, "
-          f"peak {result['peak_tree_rss_mb']} MB (sampled; target < {TARGET_MB:g} MB)")
+    print(f"  whole daemon (all its processes), summed RSS: idle {result['idle_tree_rss_mb']} MB, "
+          f"peak {result['peak_tree_rss_mb']} MB (sampled)")
+    print(f"  whole daemon (all its processes), summed PSS: idle {result['idle_tree_pss_mb']} MB, "
+          f"peak {result['peak_tree_pss_mb']} MB (sampled; target < {TARGET_MB:g} MB)")
     if result["errors"]:
         print(f"  errors: {result['errors']}")
 
