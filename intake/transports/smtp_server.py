@@ -27,6 +27,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
 
+from intake.transports.smtp_address import plain_angle_address
 from intake.transports.smtp_data import read_data
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,12 @@ class GuardedSMTP(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = plain_angle_address(arg)
+        if plain is not None:
+            local_part = plain[0].rpartition("@")[0]
+            if self.local_part_limit and len(local_part) > self.local_part_limit:
+                return None, None
+            return plain
         # The stdlib address parser raises IndexError for "<" and other errors for some odd input
         # where aiosmtpd only expects HeaderParseError; treat them all as a malformed address (553).
         try:
