@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,3 +81,25 @@ def test_override_folder_wins(tmp_path: Path):
     r = Renderer(make_environment(tmp_path), Sender("support@example.com", "S", "i"))
     out = r.render(template="customer/ack", context=context(), recipients=["a@b.c"], message_id="<1@x>", now=NOW)
     assert out.subject == "Custom 00000007"
+
+
+def test_an_edited_override_is_used_once_the_recheck_interval_has_passed(tmp_path: Path):
+    from notifier.render import TEMPLATE_RECHECK_SECONDS
+
+    (tmp_path / "customer").mkdir()
+    subject = tmp_path / "customer" / "ack.subject.j2"
+    subject.write_text("First {{ case.number }}\n")
+    clock = [100.0]
+    r = Renderer(make_environment(tmp_path), Sender("support@example.com", "S", "i"), clock=lambda: clock[0])
+
+    def render() -> str:
+        return r.render(template="customer/ack", context=context(), recipients=["a@b.c"], message_id="<1@x>",
+                        now=NOW).subject
+
+    assert render() == "First 00000007"
+    subject.write_text("Second {{ case.number }}\n")
+    os.utime(subject, (1, 2_000_000_000))   # a modification time Jinja cannot mistake for the old one
+    clock[0] += TEMPLATE_RECHECK_SECONDS / 2
+    assert render() == "First 00000007"     # not looked at again yet
+    clock[0] += TEMPLATE_RECHECK_SECONDS
+    assert render() == "Second 00000007"
