@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import Enum
 
 __all__ = [
     "HeaderField",
+    "attribution_reach",
     "attribution_span",
     "header_field",
     "is_date_or_address_intro",
     "is_separator",
     "is_underscore_rule",
+    "may_start_history",
 ]
 
 
@@ -105,6 +107,17 @@ _FORWARD_SENTENCE = re.compile(
 # long line of dashes, which some webmails use instead).
 _UNDERSCORE_RULE = re.compile(r"^[>\s]*(?:_{10,}|-{20,})\s*$")
 
+# What may surround a banner's phrase in _SEPARATOR: every character "\s" matches (str.isspace(), which
+# re uses too; tests/unit/test_quote_prefilters.py checks the list), quote marks, rules and the colon.
+_BANNER_FRAME = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000" ">-_=*:"
+)
+# The longest phrase of _SEPARATOR_WORDS as written. Each pattern character matches one character at
+# most (ignoring case maps one character to one, and "-?" may match none), so no banner's phrase is
+# longer than this.
+_LONGEST_BANNER_PHRASE = max(len(phrase) for phrase in _SEPARATOR_WORDS.split("|"))
+
 # Attribution lines: "On <date>, <name> wrote:" in each language.  Each entry is
 # (opening word, closing phrase); the opening word is optional for the forms
 # that begin with the name or the date.
@@ -144,6 +157,7 @@ _ATTRIBUTION_WORDS = (
     "書きました", "작성", "gmt",
 )
 _GMAIL_SLASH_DATE = re.compile(r"\d{4}/\d{1,2}/\d{1,2}")
+_ASCII_ATTRIBUTION_WORDS = tuple(word for word in _ATTRIBUTION_WORDS if word.isascii())
 
 
 @functools.lru_cache(maxsize=8192)
@@ -157,6 +171,8 @@ def _may_be_attribution(text: str) -> bool:
     # Plain substring tests: a case-insensitive regex alternation of these words costs ~100 us a line.
     low = text.lower()
     return any(word in low for word in _ATTRIBUTION_WORDS) or bool(_GMAIL_SLASH_DATE.search(text))
+
+
 # The same closing phrases without an opening word, e.g. "John Doe <j@x> wrote:".
 # These are weaker evidence and count only when a quoted block follows.
 _BARE_ATTRIBUTION = re.compile(rf"^.{{1,200}}?\b(?:{_VERBS})\b.{{0,80}}:$", re.IGNORECASE)
@@ -173,6 +189,7 @@ _ADDRESS_START = re.compile(r"^(?:mailto:)?[\w.+-]+@[\w-]+")
 # A line that ends a sentence ("...tomorrow.") rather than an abbreviation or
 # a date ("Fr., 28.") cannot be the first half of a wrapped attribution.
 _SENTENCE_END = re.compile(r"[^\W\d_]{3,}[.!?]$")
+_SENTENCE_MARKS = (".", "!", "?", ".\n", "!\n", "?\n")
 
 # How many lines a wrapped attribution may span.
 MAX_ATTRIBUTION_LINES = 4
@@ -182,6 +199,9 @@ _MAX_BLANKS_INSIDE = 2
 
 def header_field(line: str) -> HeaderField | None:
     """The header field a line starts with, if any."""
+    if not _has_colon(line):
+        # Every field name is followed by a colon; this one test spares five patterns on most lines.
+        return None
     for field, pattern in _FIELDS:
         if pattern.match(line):
             return field
@@ -190,12 +210,52 @@ def header_field(line: str) -> HeaderField | None:
 
 def is_separator(line: str) -> bool:
     """Whether the line is an original-message or forwarded-message banner."""
-    return bool(_SEPARATOR.match(line) or _FORWARD_SENTENCE.match(line))
+    return bool(
+        _may_be_banner(line) and _SEPARATOR.match(line) or _has_colon(line) and _FORWARD_SENTENCE.match(line)
+    )
 
 
 def is_underscore_rule(line: str) -> bool:
     """Whether the line is Outlook's rule of underscores above a quoted header block."""
-    return bool(_UNDERSCORE_RULE.match(line))
+    return _may_be_rule(line) and bool(_UNDERSCORE_RULE.match(line))
+
+
+def may_start_history(line: str) -> bool:
+    """A quick test that rules out most lines; False means the line is no banner, rule, header or intro.
+
+    That is, ``is_separator``, ``is_underscore_rule`` and ``is_date_or_address_intro`` are false
+    and ``header_field`` is None.  Those try two dozen patterns between them, while prose lines,
+    nearly all that a reply holds, fail the plain character tests here.
+    """
+    # The tests of _has_colon, _may_be_rule and _may_be_banner below, written out because this
+    # runs on every line of every reply.
+    return (
+        ":" in line
+        or "：" in line
+        or "__________" in line
+        or "--------------------" in line
+        or len(line.strip(_BANNER_FRAME)) <= _LONGEST_BANNER_PHRASE
+    )
+
+
+# The quick tests below are necessary conditions of the patterns named: a line that fails one
+# cannot match the pattern, so testing first changes no answer.
+
+
+def _has_colon(line: str) -> bool:
+    # _FIELDS, _FORWARD_SENTENCE and is_date_or_address_intro all require a colon, plain or full-width.
+    return ":" in line or "：" in line
+
+
+def _may_be_rule(line: str) -> bool:
+    # _UNDERSCORE_RULE requires ten underscores or twenty dashes in a row.
+    return "__________" in line or "--------------------" in line
+
+
+def _may_be_banner(line: str) -> bool:
+    # _SEPARATOR is a known phrase framed by blanks, quote marks, rules and a colon: with the frame
+    # stripped, what is left is the phrase, so a longer rest is no banner.
+    return len(line.strip(_BANNER_FRAME)) <= _LONGEST_BANNER_PHRASE
 
 
 def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = False, _nested: bool = False) -> int:
@@ -217,6 +277,7 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
     joined = ""
     blanks = 0
     pieces = 0
+    carries_word = False
     for position in range(start, min(start + MAX_ATTRIBUTION_LINES + _MAX_BLANKS_INSIDE, len(lines))):
         # Continuations may have been mangled into quotes ("> wrote:") or be
         # separated by blank lines when a client wrapped an address badly.
@@ -226,9 +287,8 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
             if blanks > _MAX_BLANKS_INSIDE:
                 break
             continue
-        # Only the tail can end a sentence; searching the whole joined text backtracks over every word.
-        if pieces and (_SENTENCE_END.search(joined[-64:]) or not _continues(joined, piece) and (
-            _ATTRIBUTION.match(piece) or not _nested and attribution_span(lines, position, _nested=True)
+        if pieces and (_ends_sentence(joined) or not _continues(joined, piece) and (
+            _opens_attribution(piece) or not _nested and attribution_span(lines, position, _nested=True)
         )):
             # A finished sentence is reply text, not the start of an attribution;
             # a piece that starts an attribution by itself ("Thanks, / Ann //
@@ -240,9 +300,13 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
         joined = f"{joined} {piece}" if joined else piece
         if len(joined) > 400:
             break
-        if not _may_be_attribution(joined):
-            # Every attribution form carries one of these words (or a Gmail date); one quick search
-            # spares the long, backtracking alternation below on ordinary lines, which are nearly all.
+        # Every attribution form carries one of the attribution words (or a Gmail date); checking
+        # for one spares the long, backtracking alternation below on ordinary lines, which are
+        # nearly all.  The joined text carries one exactly when one of its lines does: no word
+        # holds a blank or a ">", so none spans a joint or loses a letter to the stripping, and the
+        # answer per line is already remembered from the test of the window above.
+        carries_word = carries_word or _line_may_be_attribution(lines[position])
+        if not carries_word:
             continue
         if _ATTRIBUTION.match(joined):
             return position - start + 1
@@ -250,6 +314,72 @@ def attribution_span(lines: Sequence[str], start: int, *, strong_only: bool = Fa
         if not strong_only and not blanks and _BARE_ATTRIBUTION.match(joined):
             return position - start + 1
     return 0
+
+
+def _ends_sentence(text: str) -> bool:
+    # _SENTENCE_END needs a full stop, "!" or "?" at the end (where "$" also allows a final line
+    # break): testing the last character first spares the pattern on most texts.  Only the tail can
+    # end a sentence; searching the whole joined text backtracks over every word.
+    return text.endswith(_SENTENCE_MARKS) and bool(_SENTENCE_END.search(text[-64:]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _opens_attribution(piece: str) -> bool:
+    # Every start above an attribution asks about the lines below it, and each of their nested
+    # starts asks again; remembering the answer per piece (a pure function of it) makes it one
+    # match per line.
+    return bool(_ATTRIBUTION.match(piece))
+
+
+def attribution_reach(lines: Sequence[str]) -> list[bool]:
+    """For each line, whether an attribution may start there; False means ``attribution_span`` is 0.
+
+    This is the first test of ``attribution_span`` (does a line within reach pass
+    ``_may_be_attribution``?) made for a whole text at once, for callers that ask about every line:
+    a handful of searches through the text instead of two dozen per line.
+    """
+    text = "\n".join(lines)
+    if text.count("\n") == len(lines) - 1:
+        hits = _attribution_lines(text, lines)
+    else:
+        # Lines with breaks of their own would put the line numbers out of step; ask line by line.
+        hits = {index for index, line in enumerate(lines) if _may_be_attribution(line)}
+    window = MAX_ATTRIBUTION_LINES + _MAX_BLANKS_INSIDE
+    reach = [False] * len(lines)
+    for hit in hits:
+        # attribution_span looks this many lines down, so these starts reach the line.
+        first = max(hit - window + 1, 0)
+        reach[first : hit + 1] = [True] * (hit + 1 - first)
+    return reach
+
+
+def _attribution_lines(text: str, lines: Sequence[str]) -> set[int]:
+    """The indices of the lines of ``text`` (``lines`` joined by line breaks) that pass _may_be_attribution."""
+    # Lowering maps no character to or from a line break, so the lowered text has the same lines.
+    low = text.lower()
+    hits: set[int] = set()
+    # Words with letters beyond ASCII cannot occur in ASCII text, which most replies are.
+    for word in _ASCII_ATTRIBUTION_WORDS if low.isascii() else _ATTRIBUTION_WORDS:
+        hits.update(_lines_containing(low, word))
+    # Every Gmail date has slashes, so only lines with one need the pattern.
+    hits.update(index for index in _lines_containing(text, "/") if _GMAIL_SLASH_DATE.search(lines[index]))
+    return hits
+
+
+def _lines_containing(text: str, needle: str) -> Iterator[int]:
+    """The index of each line of ``text`` that contains ``needle`` (which holds no line break)."""
+    line = 0
+    counted = 0
+    position = text.find(needle)
+    while position >= 0:
+        line += text.count("\n", counted, position)
+        counted = position
+        yield line
+        # One occurrence is enough for a line: go on from the next line.
+        line_end = text.find("\n", position)
+        if line_end < 0:
+            return
+        position = text.find(needle, line_end)
 
 
 def _continues(joined: str, piece: str) -> bool:
