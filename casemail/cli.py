@@ -10,6 +10,7 @@
   casemail bounces [--json]           addresses no longer mailed because they hard-bounced
   casemail clear-bounce ADDRESS       mail an address again
   casemail profile ADDRESS [--name N] [--notify every|digest|replies] [--json]   a person's profile
+  casemail smtp-user NAME [--remove]  add or change (password on stdin) or remove an SMTP AUTH user
   casemail migrate                    bring the database schema up to date
   casemail check-config               read the config and report problems
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from casemail import admin, mailcmds, views
+from casemail import admin, mailcmds, smtpusers, views
 from casemail.app import configure_logging, make_identity, opened_store, release_large_blocks, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
 from store import cases
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("number", type=int)
     mailcmds.add_parsers(sub)
     admin.add_commands(sub)
+    smtpusers.add_commands(sub)
     return p
 
 
@@ -231,6 +233,7 @@ COMMANDS = {
     "close": cmd_close,
     **mailcmds.COMMANDS,
     **admin.COMMANDS,
+    **smtpusers.COMMANDS,
 }
 
 

@@ -527,3 +527,33 @@ def test_example_config_documents_every_smtp_key_with_its_default():
     assert set(smtp) == {f.name for f in dataclasses.fields(SmtpSettings)}
     assert SmtpSettings(**smtp) == SmtpSettings()
     assert SmtpSettings().max_recipients >= 100  # RFC 5321 4.5.3.1.8
+
+
+async def test_users_kept_with_the_smtp_user_command_can_log_in(listener, certificate, tmp_path):
+    from tests.e2e.test_mailcmds import casemail
+
+    cert, key = certificate
+    users = tmp_path / "smtp-users"
+    users.write_text("# staff submission accounts\n")
+    cfg = tmp_path / "casemail.toml"
+    cfg.write_text(f'[support]\naddresses = ["support@example.com"]\n[smtp]\ntls_cert = "{cert}"\n'
+                   f'tls_key = "{key}"\nauth_users = "{users}"\n[logging]\nlevel = "WARNING"\n')
+    for name, password in (("agent", "first"), ("lead", "other"), ("agent", "s3cret")):
+        done = casemail(cfg, "smtp-user", name, stdin=f"{password}\n".encode())
+        assert done.returncode == 0, done.stderr
+    assert casemail(cfg, "smtp-user", "lead", "--remove").returncode == 0
+    assert casemail(cfg, "smtp-user", "lead", "--remove").returncode == 67      # no such user any more
+    assert casemail(cfg, "smtp-user", "a:b", stdin=b"x\n").returncode == 64     # not a login name
+    assert casemail(cfg, "smtp-user", "nobody", stdin=b"\n").returncode == 64   # no empty passwords
+    assert users.stat().st_mode & 0o777 == 0o600
+    assert users.read_text().startswith("# staff submission accounts\nagent:scrypt:")
+
+    port = await listener(StubAcceptor(), security=SmtpSecurity(tls_cert=cert, tls_key=key, auth_users=users))
+    c = await Client.connect(port)
+    await c.cmd("EHLO client.test")
+    await c.starttls(client_tls(cert))
+    await c.cmd("EHLO client.test")
+    assert (await c.cmd(plain("agent", "first"))).startswith("535")   # the changed password is gone
+    assert (await c.cmd(plain("lead", "other"))).startswith("535")    # and so is the removed user
+    assert (await c.cmd(plain("agent", "s3cret"))).startswith("235")
+    await c.close()
