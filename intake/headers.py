@@ -54,6 +54,10 @@ _LINE_BREAKS = re.compile(r"[\r\n\x00]")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>]*)>")
 _BARE_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]@]+@[^\s<>,;:\"()\[\]@]+")
+# What an addr-spec never holds: whitespace (\s is exactly str.isspace() in a str pattern),
+# control characters, angle brackets and commas. One regex search instead of a Python-level
+# loop over every character, as each address of every header is checked twice.
+_ADDR_SPEC_JUNK = re.compile(r"[\s\x00-\x1f<>,]")
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,10 @@ def parse_addresses(values: tuple[str, ...]) -> tuple[Address, ...]:
     name cannot split an address. An entry with no usable addr-spec keeps its text
     as the name and gets address "".
     """
+    if not values:
+        # Most messages lack most address headers (Sender, Reply-To, Cc); the stdlib's
+        # address parser would only confirm that there is nothing to read.
+        return ()
     unfolded = [_LINE_BREAKS.sub("", _FOLD.sub("", value)) for value in values]
     try:
         pairs = getaddresses(unfolded)
@@ -262,7 +270,7 @@ def _clean_addr_spec(addr: str) -> str:
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain:
         return ""
-    if any(ch.isspace() or ord(ch) < 32 or ch in "<>," for ch in addr):
+    if _ADDR_SPEC_JUNK.search(addr):
         return ""
     return f"{local}@{domain.lower()}"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 # The decoder Message.get_payload itself calls for base64: using it keeps the bytes and the
 # defects of _base64_bytes the stdlib's to the letter.
 from email._encoded_words import decode_b
@@ -65,6 +66,17 @@ class Leaf:
     is_root: bool
     in_attachment: bool  # inside a container whose disposition is "attachment"
     content_type: str  # lower-case; "text/plain" for a multipart left as text
+
+    @cached_property
+    def charset(self) -> str | None:
+        """part_charset(self.part), read once.
+
+        Reading a parameter parses every parameter of the header, and a body leaf's charset is
+        asked for several times (the message's charset for 8-bit headers, the binary check,
+        decoding its text). cached_property stores the value in the instance's __dict__, which
+        a frozen dataclass without slots still has.
+        """
+        return part_charset(self.part)
 
 
 def message_from_bytes(raw: bytes) -> Message:
@@ -267,14 +279,14 @@ def part_charset(part: Message) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def part_text(part: Message) -> tuple[str, tuple[str, ...]]:
-    """Decode a text leaf with its declared charset and fallbacks; never raises.
+def part_text(part: Message, charset: str | None) -> tuple[str, tuple[str, ...]]:
+    """Decode a text leaf with its declared charset (part_charset(part)) and fallbacks; never raises.
 
     Line endings become "\\n", and NUL characters are removed because the store
     (PostgreSQL text) cannot hold them.
     """
     data, notes = part_bytes(part)
-    text, charset_notes = decode_bytes(data, part_charset(part))
+    text, charset_notes = decode_bytes(data, charset)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\x00" in text:
         text = text.replace("\x00", "")

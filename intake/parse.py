@@ -102,7 +102,7 @@ def _parse(raw: bytes, diagnostics: bool) -> ParsedMail:
     leaves, walk_notes = own_leaves(tree)
     # Senders who put raw 8-bit bytes in headers use their body's charset there.
     top_charset = part_charset(tree) or next(
-        (c for c in (part_charset(leaf.part) for leaf in leaves) if c is not None), None
+        (leaf.charset for leaf in leaves if leaf.charset is not None), None
     )
     headers, header_notes = _read_headers(tree, top_charset)
     notes.extend(header_notes)
@@ -204,8 +204,8 @@ def _split_bodies(leaves: tuple[Leaf, ...]) -> tuple[str | None, str | None, lis
     files: list[Leaf] = []
     notes: list[str] = []
     for leaf in leaves:
-        if _is_body_candidate(leaf) and leaf.content_type not in chosen and not _is_binary(leaf.part):
-            text, why = part_text(leaf.part)
+        if _is_body_candidate(leaf) and leaf.content_type not in chosen and not _is_binary(leaf):
+            text, why = part_text(leaf.part, leaf.charset)
             notes.extend(why)
             if text.strip():
                 chosen[leaf.content_type] = text
@@ -220,10 +220,11 @@ def _split_bodies(leaves: tuple[Leaf, ...]) -> tuple[str | None, str | None, lis
     return text, html, files, notes
 
 
-def _is_binary(part: Message) -> bool:
+def _is_binary(leaf: Leaf) -> bool:
     # Text never holds NUL bytes unless it is UTF-16/32; a "text" part that does is
     # a file sent without headers (an Outlook .msg piped in raw, for instance).
-    charset = (part_charset(part) or "").lower()
+    part = leaf.part
+    charset = (leaf.charset or "").lower()
     if charset.startswith(("utf-16", "utf-32", "ucs")):
         return False
     payload = part.get_payload()
@@ -297,10 +298,26 @@ def _inner_subject(part: Message, charset: str | None) -> str:
     return ""
 
 
+class _MailParserDiagnostics(mailparser.MailParser):
+    """mail-parser without the second, partial summary of the message it builds at the end.
+
+    After its walk MailParser.parse() builds the "mail" summary of every header and then the
+    "mail_partial" summary of the main ones: the same header decoding over a subset of the same
+    names, from the same state, so it finds no defect category and cannot fail where the first
+    one did not. Only the categories and the date are read here, so the partial summary is skipped.
+    The complete one is kept: decoding a hostile header there can raise, and that failure is
+    itself a finding ("mail-parser failed: ..."). Should a later mail-parser rename the method,
+    this override is simply never called and the result stays the same.
+    """
+
+    def _make_mail(self, complete: bool = True) -> dict[str, object]:
+        return super()._make_mail(complete) if complete else {}
+
+
 def _mailparser_findings(tree: Message) -> tuple[list[str], datetime | None]:
     """Return mail-parser's defect categories and its date, or a note that it failed."""
     try:
-        parser = mailparser.MailParser(tree)
+        parser = _MailParserDiagnostics(tree)
         categories = sorted(str(c) for c in parser.defects_categories)
         date = parser.date
     except Exception as exc:  # noqa: BLE001 - it raises AttributeError, ValueError, ...

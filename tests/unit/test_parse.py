@@ -385,3 +385,22 @@ def test_hostile_input_never_raises(raw: bytes) -> None:
 def test_diagnostics_off_gives_same_content() -> None:
     with_mp, without = parse(NESTED), parse(NESTED, diagnostics=False)
     assert (with_mp.text, with_mp.html, with_mp.attachments) == (without.text, without.html, without.attachments)
+
+
+def test_mail_parser_failure_while_summarising_headers_is_still_reported() -> None:
+    # mail-parser raises ValueError decoding an encoded word whose charset holds a NUL; that
+    # happens in the header summary that parse() still lets it build, so the note must remain.
+    parsed = parse(b"Subject: =?a\x00b?q?x?=\nDate: not a date\n\nbody\n")
+    assert "mail-parser failed: ValueError" in parsed.defects
+    assert parsed.date is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Ann <ann@example.org>", (Address("Ann", "ann@example.org"),)),
+        ("<ann\x01@example.org>", (Address("ann\x01@example.org", ""),)),  # control character
+    ],
+)
+def test_addr_spec_junk_is_refused(value: str, expected: tuple[Address, ...]) -> None:
+    assert parse(f"To: {value}\n\nhi\n".encode()).to == expected
