@@ -20,8 +20,8 @@ from intake.resolve import ThreadDecision
 from intake.trust import StaffPolicy
 from store import cases, outbox
 from store.codes import clean_subject, format_case_number
-from store.contacts import address_key, ensure_contact, get_contact, mark_bouncing
-from store.mailing import Identity, audience_addresses, queue_case_mail, queue_notice
+from store.contacts import address_key, ensure_contact, mark_bouncing
+from store.mailing import Identity, audience_addresses, deliverable, queue_case_mail, queue_notice
 from store.models import Case, Contact, Inbound
 
 DEFAULT_SEVERITY = 3
@@ -92,7 +92,7 @@ def apply_plan(
         matched_by = decision.matched_by
     _add_copied_people(s, case, facts, identity, staff, now)
     text = plan.text if plan.text is not None else facts.body.visible
-    entry = cases.add_entry(
+    entry_id = cases.add_entry(
         s, case, kind=plan.entry_kind, visibility=plan.visibility, author=author,
         subject=facts.parsed.subject, text=text, full_text=facts.body.full,
         html=facts.body.html, message_id=facts.parsed.message_id, matched_by=matched_by,
@@ -100,10 +100,10 @@ def apply_plan(
     )
     done = run_commands(s, case, plan, author, is_staff=facts.is_staff, staff=staff, identity=identity, now=now)
     if done.done or done.refused:
-        entry.details = {**entry.details, "commands": {"done": done.done, "refused": done.refused}}
+        cases.set_entry_details(s, entry_id, {**details, "commands": {"done": done.done, "refused": done.refused}})
     extra = {
         "entry": {
-            "id": entry.id,
+            "id": entry_id,
             "author_name": author.display_name or author.address,
             "text": text,
             "attachments": [a.filename for a in facts.attachments],
@@ -151,8 +151,9 @@ def _queue(s: Session, notices: list[Notice], case: Case, author: Contact, ident
             context["entry"] = {**extra["entry"], "author_name": author.display_name.strip() or identity.support_name}
         # A customer never saw a staff member's own mail, so mail to customers does not answer it.
         answers = None if facts.is_staff and not template.startswith("staff/") else facts.parsed.message_id
+        # _recipients left out every bouncing address already, from the contacts it read.
         queue_case_mail(s, case, identity=identity, template=template, recipients=recipients, now=now,
-                        in_reply_to=answers, extra=context, note=template in NOTE_TEMPLATES)
+                        in_reply_to=answers, extra=context, note=template in NOTE_TEMPLATES, screened=True)
 
 
 def _relay(author: Contact, identity: Identity, facts: MailFacts) -> dict[str, Any]:
@@ -208,10 +209,8 @@ def _recipients(s: Session, notice: Notice, case: Case, author: Contact, identit
                 staff: StaffPolicy) -> list[str]:
     if notice.audience == "staff":
         routed = staff.notified_for(case.product, case.severity)
-        found = [get_contact(s, a) for a in routed]
-        addresses = [a for a in routed if a != author.address_key]
-        bouncing = {c.address_key for c in found if c is not None and c.bouncing}
-        return [a for a in addresses if a not in bouncing]
+        # One query for all of them rather than a contact lookup per address.
+        return deliverable(s, [a for a in routed if a != author.address_key])
     if notice.audience != "sender":
         return audience_addresses(s, case, notice, author=author, support_addresses=identity.support_addresses)
     ours = {address_key(a) for a in identity.support_addresses}

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
 
 import sqlalchemy.exc
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from intake.apply import MailFacts, apply_plan
@@ -39,7 +39,7 @@ from store.cases import NewAttachment
 from store.contacts import address_key
 from store.db import unit_of_work
 from store.mailing import Identity, requests_answered_since
-from store.models import Inbound, Outbox
+from store.models import Inbound
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +80,21 @@ def process_batch(engine: Engine, blobs: BlobStore, inbound_ids: Sequence[int], 
     results: dict[int, str | None | Exception] = {}
     snapshots: dict[int, tuple[str, str | None, tuple[str, ...], str]] = {}
     with unit_of_work(engine) as s:
+        rows = inbound.lock_many(s, inbound_ids)
+        counted: list[Inbound] = []
         for inbound_id in inbound_ids:
-            row = s.get(Inbound, inbound_id, with_for_update=True)
+            row = rows.get(inbound_id)
             if row is None or row.state != "accepted":
                 results[inbound_id] = None
             elif _finish_if_duplicate(s, row, clock()):
                 # Nothing to read: a copy we already processed (an IMAP re-read, a second import).
                 results[inbound_id] = "duplicate"
             else:
-                # Counted before reading, in its own commit: a mail that crashes the process itself
-                # uses up its attempts and ends in quarantine instead of crashing it forever.
-                row.attempts += 1
+                counted.append(row)
                 snapshots[inbound_id] = (row.sha256, row.mail_from, tuple(row.rcpt_tos), row.transport)
+        # Counted before reading, in its own commit: a mail that crashes the process itself uses up its
+        # attempts and ends in quarantine instead of crashing it forever.
+        inbound.count_attempts(s, counted)
 
     facts: dict[int, MailFacts] = {}
     for inbound_id, (sha, mail_from, rcpt_tos, transport) in snapshots.items():
@@ -124,13 +127,18 @@ def _apply_one(s: Session, inbound_id: int, facts: MailFacts, cfg: IntakeConfig,
             # The row lock (PostgreSQL; SQLite's write lock does the same) makes the state check and
             # the writes one step, so two processors of one row (two daemons, or `casemail import`
             # beside a daemon) cannot both apply it.
-            row = s.get(Inbound, inbound_id, with_for_update=True)
+            row = inbound.lock(s, inbound_id)
             if row is None or row.state != "accepted":
                 return None
             # A copy of this message in another processor's hands is waited for, then found.
             inbound.lock_copies(s, row)
             return decide_and_apply(s, row, facts, cfg, clock())
     except Exception as exc:  # noqa: BLE001 - this mail's writes are rolled back; the group goes on.
+        # Rolling back the savepoint does not undo what the mail wrote with plain statements to the
+        # objects of the session: the contact and case it added are still there (and SQLite hands their
+        # ids out again), its inbound row still says processed. The session starts afresh instead; the
+        # next mail reads what it needs again.
+        s.expunge_all()
         if is_store_outage(exc):
             raise
         return exc
@@ -240,43 +248,17 @@ def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConf
         replies_to_note=_replies_to_note(s, parsed.in_reply_to),
     )
     plan = plan_mail(mail, decision, view, new_case_cap=cfg.new_cases_per_hour)
-    with contextlib.nullcontext() if cfg.notify else _unmailed(s):
+    with contextlib.nullcontext() if cfg.notify else outbox.unmailed(s):
         case_id = apply_plan(s, row, plan, decision, facts, case, cfg.identity, cfg.staff, now)
     inbound.finish(s, row, outcome=plan.outcome, reason=plan.reason or "; ".join(plan.notes) or None,
                    case_id=case_id, now=now)
     return plan.outcome
 
 
-@contextlib.contextmanager
-def _unmailed(s: Session) -> Iterator[None]:
-    """Keep every outbox row that the block queues in s from being written.
-
-    Mail is queued in many places besides the plan's notices (answers to requests, command
-    confirmations, the notices that follow a close, lost attachments), all through outbox.enqueue,
-    which adds and flushes. The flush is the one point that sees them all, so the rows are dropped
-    there, before they are inserted: the outbox keeps no trace of mail that was never meant to go.
-    """
-    def drop(session: Session, _context: object, _instances: object) -> None:
-        for obj in list(session.new):
-            if isinstance(obj, Outbox):
-                session.expunge(obj)
-
-    event.listen(s, "before_flush", drop)
-    try:
-        yield
-        s.flush()
-    finally:
-        event.remove(s, "before_flush", drop)
-
-
 def _replies_to_note(s: Session, in_reply_to: tuple[str, ...]) -> bool:
     # A reply to the notification of an internal note stays internal even when the client sent it to
     # the notification's From rather than its Reply-To (the note address).
-    for message_id in in_reply_to:
-        row = outbox.find_by_message_id(s, message_id)
-        if row is not None and row.template in NOTE_TEMPLATES:
-            return True
-    return False
+    return any(outbox.template_of(s, message_id) in NOTE_TEMPLATES for message_id in in_reply_to)
 
 
 def _record_failure(engine: Engine, inbound_id: int, exc: Exception, cfg: IntakeConfig, now: datetime) -> None:

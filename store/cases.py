@@ -11,13 +11,31 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, func, insert, literal_column, select, text, update
+from sqlalchemy import ColumnElement, any_, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 from store.contacts import address_key
+from store.db import adopt, plain
 from store.models import Attachment, Case, Contact, Counter, Entry, Participant
 
 STATUSES = ("open", "closed")
+
+
+# The hot path's statements, built once: building a statement and computing its cache key cost more
+# than running it. The counter, cases and entries are written as plain Core statements on their tables,
+# which skip the ORM's bulk-update bookkeeping and its unit of work (0.7 and 0.3-0.6 ms per statement).
+_counter = Counter.__table__
+_NEXT_NUMBER = (update(_counter).where(_counter.c.name == "case").values(value=_counter.c.value + 1)
+                .returning(_counter.c.value))
+_FIRST_NUMBER = insert(_counter).values(name="case", value=1)
+_INSERT_CASE = insert(Case.__table__).returning(Case.__table__.c.id)
+_CASE_BY_NUMBER = select(Case).where(Case.number == bindparam("number"))
+_CASES_SINCE = (select(func.count()).select_from(Case).join(Contact, Contact.id == Case.requester_id)
+                .where(Contact.address_key == bindparam("key"), Case.created_at >= bindparam("since")))
+_INSERT_ENTRY = insert(Entry.__table__).returning(Entry.__table__.c.id)
+_INSERT_ATTACHMENT = insert(Attachment.__table__)
+_SET_DETAILS = (update(Entry.__table__).where(Entry.__table__.c.id == bindparam("entry_id"))
+                .values(details=bindparam("details")))
 
 
 def next_case_number(s: Session) -> int:
@@ -26,11 +44,9 @@ def next_case_number(s: Session) -> int:
     UPDATE ... RETURNING takes the row lock (PostgreSQL) or runs under the write lock taken by BEGIN
     IMMEDIATE (SQLite), so two transactions never get the same number.
     """
-    value = s.execute(
-        update(Counter).where(Counter.name == "case").values(value=Counter.value + 1).returning(Counter.value)
-    ).scalar()
+    value = plain(s).execute(_NEXT_NUMBER).scalar()
     if value is None:
-        s.execute(insert(Counter).values(name="case", value=1))
+        plain(s).execute(_FIRST_NUMBER)
         value = 1
     return int(value)
 
@@ -49,38 +65,37 @@ def create_case(
     follow_up_of: Case | None,
     now: datetime,
 ) -> Case:
-    case = Case(
-        number=next_case_number(s),
-        subject=subject,
-        requester_id=requester.id,
-        requester=requester,
-        description=description,
-        product=product,
-        version=version,
-        severity=severity,
-        severity_source=severity_source,
-        production_down=production_down,
-        status="open",
-        follow_up_of_id=follow_up_of.id if follow_up_of else None,
-        created_at=now,
-        updated_at=now,
-    )
-    s.add(case)
-    s.flush()
-    return case
+    """Open a case with the next number; the row is written at once and the case is in the session.
+
+    A Core INSERT and store.db.adopt rather than a flush: the unit of work cost 0.5 ms per case.
+    """
+    values = {
+        "number": next_case_number(s),
+        "subject": subject,
+        "requester_id": requester.id,
+        "description": description,
+        "product": product,
+        "version": version,
+        "severity": severity,
+        "severity_source": severity_source,
+        "production_down": production_down,
+        "status": "open",
+        "follow_up_of_id": follow_up_of.id if follow_up_of else None,
+        "created_at": now,
+        "updated_at": now,
+        "closed_at": None,
+    }
+    case_id = plain(s).execute(_INSERT_CASE, values).scalar_one()
+    return adopt(s, Case(id=case_id, requester=requester, **values))
 
 
 def count_cases_since(s: Session, requester_key: str, since: datetime) -> int:
     """How many cases a requester has opened since a moment (for the per-sender rate limit)."""
-    from sqlalchemy import func
-
-    q = (select(func.count()).select_from(Case).join(Contact, Contact.id == Case.requester_id)
-         .where(Contact.address_key == requester_key, Case.created_at >= since))
-    return int(s.scalar(q) or 0)
+    return int(plain(s).execute(_CASES_SINCE, {"key": requester_key, "since": since}).scalar() or 0)
 
 
 def get_case(s: Session, number: int) -> Case | None:
-    return s.scalar(select(Case).where(Case.number == number))
+    return s.scalar(_CASE_BY_NUMBER, {"number": number})
 
 
 def add_participant(s: Session, case: Case, contact: Contact, *, role: str = "cc", now: datetime) -> None:
@@ -157,32 +172,45 @@ def add_entry(
     outbox_id: int | None = None,
     attachments: Sequence[NewAttachment] = (),
     touch: bool = True,
-) -> Entry:
-    entry = Entry(
-        case_id=case.id,
-        kind=kind,
-        visibility=visibility,
-        author_id=author.id if author else None,
-        subject=subject,
-        text=text,
-        full_text=full_text,
-        html=html,
-        message_id=message_id,
-        matched_by=matched_by,
-        details=details or {},
-        inbound_id=inbound_id,
-        outbox_id=outbox_id,
-        created_at=now,
-    )
-    s.add(entry)
-    s.flush()
-    for a in attachments:
-        s.add(Attachment(entry_id=entry.id, filename=a.filename, declared_type=a.declared_type,
-                         sniffed_type=a.sniffed_type, size=a.size, sha256=a.sha256,
-                         content_id=a.content_id, inline=a.inline))
-    if touch:
+) -> int:
+    """Add an entry (and its attachments) to a case; return the new entry's id.
+
+    The rows are written with Core statements and not kept in the session: nothing that adds an entry
+    looks at it again as an object, and the unit of work cost 0.4 ms per row on the intake path.
+    """
+    entry_id: int = plain(s).execute(_INSERT_ENTRY, {
+        "case_id": case.id,
+        "kind": kind,
+        "visibility": visibility,
+        "author_id": author.id if author else None,
+        "subject": subject,
+        "text": text,
+        "full_text": full_text,
+        "html": html,
+        "message_id": message_id,
+        "matched_by": matched_by,
+        "details": details or {},
+        "inbound_id": inbound_id,
+        "outbox_id": outbox_id,
+        "created_at": now,
+    }).scalar_one()
+    if attachments:
+        plain(s).execute(_INSERT_ATTACHMENT, [
+            {"entry_id": entry_id, "filename": a.filename, "declared_type": a.declared_type,
+             "sniffed_type": a.sniffed_type, "size": a.size, "sha256": a.sha256, "content_id": a.content_id,
+             "inline": a.inline}
+            for a in attachments
+        ])
+    # A case opened by this very mail already has this time; setting it again would make the case
+    # dirty for nothing and cost the next query a flush that writes nothing.
+    if touch and case.updated_at != now:
         case.updated_at = now
-    return entry
+    return entry_id
+
+
+def set_entry_details(s: Session, entry_id: int, details: dict[str, Any]) -> None:
+    """Replace the details of an entry added in this transaction (see add_entry)."""
+    plain(s).execute(_SET_DETAILS, {"entry_id": entry_id, "details": details})
 
 
 def close_case(s: Session, case: Case, *, now: datetime) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from store.db import adopt, plain
 from store.models import Contact
 
 
@@ -21,8 +22,13 @@ def address_key(address: str) -> str:
     return address.strip().lower()
 
 
+# Built once: intake looks up (and often adds) the sender of every mail.
+_BY_KEY = select(Contact).where(Contact.address_key == bindparam("key"))
+_INSERT = insert(Contact.__table__).returning(Contact.__table__.c.id)
+
+
 def get_contact(s: Session, address: str) -> Contact | None:
-    return s.scalar(select(Contact).where(Contact.address_key == address_key(address)))
+    return s.scalar(_BY_KEY, {"key": address_key(address)})
 
 
 def ensure_contact(
@@ -35,17 +41,10 @@ def ensure_contact(
     """
     contact = get_contact(s, address)
     if contact is None:
-        contact = Contact(
-            address=address.strip(),
-            address_key=address_key(address),
-            display_name=display_name[:200],
-            role=role,
-            notify="every",
-            bouncing=False,
-            created_at=now,
-        )
-        s.add(contact)
-        s.flush()
+        values = {"address": address.strip(), "address_key": address_key(address),
+                  "display_name": display_name[:200], "role": role, "notify": "every", "bouncing": False,
+                  "bounce_reason": None, "created_at": now}
+        contact = adopt(s, Contact(id=plain(s).execute(_INSERT, values).scalar_one(), **values))
     elif display_name and not contact.display_name:
         contact.display_name = display_name[:200]
     if role == "staff" and contact.role != "staff":

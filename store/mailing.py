@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from store import cases, outbox
 from store.audience import ALWAYS, Notice, notices_for, wants
 from store.codes import Signer, format_case_number, format_tag, tag_subject
 from store.contacts import address_key
-from store.models import Case, Contact, Entry, Outbox
+from store.db import plain
+from store.models import Case, Contact, Entry
 
 # How many earlier Message-IDs a References header carries: the first mail of the case and the
 # most recent ones are what clients need to thread; the whole chain would grow without bound.
@@ -71,16 +72,22 @@ def case_summary(case: Case) -> dict[str, Any]:
     }
 
 
+# Built once: every processed mail queues at least one mail, and building these cost more than running them.
+_THREAD_IDS = (select(Entry.message_id).where(Entry.case_id == bindparam("case_id"), Entry.message_id.is_not(None))
+               .order_by(Entry.id))
+_PUBLIC_THREAD_IDS = _THREAD_IDS.where(Entry.visibility == "public", Entry.kind != "staff_reply")
+_BOUNCING = select(Contact.address_key).where(Contact.address_key.in_(bindparam("keys", expanding=True)),
+                                              Contact.bouncing.is_(True))
+
+
 def thread_ids(s: Session, case: Case, *, public: bool = False) -> list[str]:
     """The Message-IDs of the case's mails so far, oldest first.
 
     With `public`, only those a customer has seen: internal notes, staff-only notifications and the
     staff members' own mails (which carry their mail server's name) stay out of customers' headers.
     """
-    q = select(Entry.message_id).where(Entry.case_id == case.id, Entry.message_id.is_not(None)).order_by(Entry.id)
-    if public:
-        q = q.where(Entry.visibility == "public", Entry.kind != "staff_reply")
-    return [m for m in s.scalars(q) if m]
+    q = _PUBLIC_THREAD_IDS if public else _THREAD_IDS
+    return [m for m in plain(s).execute(q, {"case_id": case.id}).scalars() if m]
 
 
 def queue_case_mail(
@@ -94,13 +101,16 @@ def queue_case_mail(
     in_reply_to: str | None = None,
     extra: dict[str, Any] | None = None,
     note: bool = False,
-) -> Outbox | None:
+    screened: bool = False,
+) -> outbox.Queued | None:
     """Queue one mail about a case, in the caller's transaction.
 
     Addresses marked as bouncing are left out (mailing them again only earns another bounce); when no
-    recipient is left nothing is queued and None is returned.
+    recipient is left nothing is queued and None is returned. A caller that has already left them out,
+    judging by contacts read in this transaction, says so with `screened` and saves the query.
     """
-    recipients = deliverable(s, recipients)
+    if not screened:
+        recipients = deliverable(s, recipients)
     if not recipients:
         return None
     ids = thread_ids(s, case, public=not template.startswith("staff/"))
@@ -124,9 +134,11 @@ def queue_case_mail(
 
 
 def deliverable(s: Session, recipients: Sequence[str]) -> list[str]:
-    keys = {address_key(r) for r in recipients}
-    bouncing = set(s.scalars(select(Contact.address_key).where(Contact.address_key.in_(keys),
-                                                               Contact.bouncing.is_(True))))
+    """The recipients whose addresses are not marked as bouncing, in their order."""
+    if not recipients:
+        return []
+    keys = list({address_key(r) for r in recipients})
+    bouncing = set(plain(s).execute(_BOUNCING, {"keys": keys}).scalars())
     return [r for r in recipients if address_key(r) not in bouncing]
 
 
@@ -146,7 +158,7 @@ def queue_notice(
     now: datetime,
     in_reply_to: str | None = None,
     extra: dict[str, Any] | None = None,
-) -> Outbox | None:
+) -> outbox.Queued | None:
     """Queue a mail that belongs to no case (e.g. the notice that a sender hit the rate limit)."""
     recipients = deliverable(s, recipients)
     if not recipients:
@@ -200,7 +212,7 @@ def audience_addresses(s: Session, case: Case, notice: Notice, *, author: Contac
 
 
 def queue_closed_notices(s: Session, case: Case, *, identity: Identity, closed_by: str, what: str,
-                         now: datetime, extra: dict[str, Any] | None = None) -> list[Outbox]:
+                         now: datetime, extra: dict[str, Any] | None = None) -> list[outbox.Queued]:
     """Tell everyone the table names for a closed case (requester, people copied, assignee), as a
     close by mail does, for a close that came from elsewhere (the command line, the schedule)."""
     by_template: dict[str, list[str]] = {}

@@ -19,6 +19,7 @@ from casemail.app import make_identity, make_intake_config, open_store
 from casemail.settings import settings_from_dict
 from intake.accept import Acceptor, Envelope
 from intake.process import process_batch, process_inbound
+from store import cases
 from store.db import read_only, unit_of_work
 from store.models import Case, Inbound
 
@@ -163,3 +164,33 @@ def test_copies_processed_at_the_same_moment_take_turns(setup, database_url):
     assert events == ["first done", "copy locked"]
     assert process_inbound(store.engine, store.blobs, first, cfg, _now) == "new-case"
     assert process_inbound(store.engine, store.blobs, copy, cfg, _now) == "duplicate"
+
+
+def test_a_mail_that_fails_after_opening_its_case_leaves_nothing_for_the_next(setup, monkeypatch):
+    # The failure is raised inside apply_plan, so the exception kept as the mail's result holds on to
+    # its contact and case while the rest of the group is processed; SQLite hands their ids out again.
+    store, cfg, first = setup
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    ids = [first] + [
+        acceptor.accept_sync(RAW.replace(b"jane@", f"c{n}@".encode()).replace(b"<f1@c>", f"<f{n}@c>".encode())
+                             .replace(b"Hi", f"Hi {n}".encode()),
+                             Envelope("smtp", f"c{n}@customer.example", ("support@example.com",)))
+        for n in (2, 3)
+    ]
+    real_add_entry = cases.add_entry
+
+    def add_entry(s, case, **kwargs):  # type: ignore[no-untyped-def]
+        entry_id = real_add_entry(s, case, **kwargs)
+        if "Hi 2" in kwargs.get("text", ""):
+            raise RuntimeError("cannot apply this one")
+        return entry_id
+
+    monkeypatch.setattr(cases, "add_entry", add_entry)
+    results = process_batch(store.engine, store.blobs, ids, cfg, _now)
+
+    assert [type(r).__name__ if isinstance(r, Exception) else r for r in results] == [
+        "new-case", "RuntimeError", "new-case"]
+    with read_only(store.engine) as s:
+        assert sorted((c.number, c.requester.address) for c in s.query(Case).all()) == [
+            (1, "jane@customer.example"), (2, "c3@customer.example")]

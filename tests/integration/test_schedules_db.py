@@ -59,7 +59,7 @@ def write(engine: Engine, case_id: int, kind: str, at: datetime, *, visibility: 
         else:
             author = case.requester
         return cases.add_entry(s, case, kind=kind, author=author, visibility=visibility,
-                               text=text or f"{kind} at {at:%d %H:%M}, which version?", now=at).id
+                               text=text or f"{kind} at {at:%d %H:%M}, which version?", now=at)
 
 
 def mails(engine: Engine, template: str | None = None) -> list[Outbox]:
