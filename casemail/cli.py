@@ -11,6 +11,8 @@
   casemail clear-bounce ADDRESS       mail an address again
   casemail profile ADDRESS [--name N] [--notify every|digest|replies] [--json]   a person's profile
   casemail smtp-user NAME [--remove]  add or change (password on stdin) or remove an SMTP AUTH user
+  casemail quarantine [--json]        mail that could not be processed, with the reasons
+  casemail requeue ID... | --all      process quarantined mail again (the running daemon takes it)
   casemail migrate                    bring the database schema up to date
   casemail check-config               read the config and report problems
 
@@ -32,7 +34,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from casemail import admin, mailcmds, smtpusers, views
+from casemail import admin, mailcmds, quarantine, smtpusers, views
 from casemail.app import configure_logging, make_identity, opened_store, release_large_blocks, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
 from store import cases
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     mailcmds.add_parsers(sub)
     admin.add_commands(sub)
     smtpusers.add_commands(sub)
+    quarantine.add_commands(sub)
     return p
 
 
@@ -234,6 +237,7 @@ COMMANDS = {
     **mailcmds.COMMANDS,
     **admin.COMMANDS,
     **smtpusers.COMMANDS,
+    **quarantine.COMMANDS,
 }
 
 

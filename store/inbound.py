@@ -216,7 +216,9 @@ def find_earlier_copy(s: Session, row: Inbound) -> Copy | None:
                                             "mail_from": row.mail_from, "id": row.id}).all()
     else:
         copies = plain(s).execute(_COPIES_BY_BYTES, {"sha256": row.sha256, "id": row.id}).all()
-    earlier = [c for c in copies if c.state == "processed" and c.outcome != "duplicate"]
+    # A quarantined copy became nothing, so a copy sent again (after a fix, say) is processed anew; if
+    # the quarantined one is re-run later, it finds this one instead.
+    earlier = [c for c in copies if c.state == "processed" and c.outcome not in ("duplicate", "quarantined")]
     found = next((c for c in earlier if c.sha256 == row.sha256), None) or (earlier[0] if earlier else None)
     return Copy(found.id, found.case_id) if found is not None else None
 
@@ -237,6 +239,27 @@ def finish(s: Session, row: Inbound, *, outcome: str, reason: str | None, case_i
     for key, value in (("state", "processed"), ("outcome", outcome), ("reason", reason), ("case_id", case_id),
                        ("processed_at", now)):
         set_committed_value(row, key, value)
+
+
+_REQUEUE = (update(_inbound)
+            .where(_inbound.c.id.in_(bindparam("ids", expanding=True)), _inbound.c.state == "processed",
+                   _inbound.c.outcome == "quarantined")
+            .values(state="accepted", outcome=None, attempts=0, processed_at=None)
+            .returning(_inbound.c.id))
+
+
+def quarantined(s: Session) -> list[Inbound]:
+    """Messages that could not be processed, oldest first, with their reasons."""
+    return list(s.scalars(select(Inbound).where(Inbound.outcome == "quarantined").order_by(Inbound.id)))
+
+
+def requeue(s: Session, ids: Sequence[int]) -> list[int]:
+    """Give quarantined messages back to processing, with their attempts counted afresh; return the ids
+    that were quarantined (any other id is left alone). The last failure's reason stays on the row
+    until processing writes the new outcome."""
+    if not ids:
+        return []
+    return sorted(plain(s).execute(_REQUEUE, {"ids": list(ids)}).scalars())
 
 
 def exhausted(s: Session, *, max_attempts: int, shard: Shard | None = None) -> list[Inbound]:

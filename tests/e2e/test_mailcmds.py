@@ -169,3 +169,37 @@ def test_import_mails_nobody_without_notify(database_url: str, tmp_path: Path):
 
     help_text = casemail(cfg, "import", "--help").stdout.decode()
     assert "--notify" in help_text
+
+
+def test_quarantined_mail_is_listed_and_requeued(database_url: str, tmp_path: Path):
+    import json
+    from datetime import datetime, timezone
+
+    from store import inbound
+    from store.models import Inbound
+
+    cfg = write_config(tmp_path, database_url)
+    assert casemail(cfg, "migrate").returncode == 0
+    assert casemail(cfg, "deliver", "--sender", "jane@customer.example", "--recipient", "support@example.com",
+                    stdin=raw_mail("Stuck", message_id="stuck-1@customer.example")).returncode == 0
+    assert casemail(cfg, "quarantine").stdout.decode().strip() == "no quarantined mail"
+    # What processing leaves after the last failed attempt.
+    engine = create_engine(database_url)
+    with Session(engine) as s, s.begin():
+        row = s.scalars(select(Inbound)).one()
+        inbound.finish(s, row, outcome="quarantined", reason="RuntimeError: a bug\nmore detail", case_id=None,
+                       now=datetime.now(timezone.utc))
+        row_id = row.id
+
+    listed = json.loads(casemail(cfg, "quarantine", "--json").stdout)
+    assert [(r["id"], r["mail_from"], r["reason"]) for r in listed] == [
+        (row_id, "jane@customer.example", "RuntimeError: a bug\nmore detail")]
+    assert "RuntimeError: a bug" in casemail(cfg, "quarantine").stdout.decode()
+    assert casemail(cfg, "requeue").returncode == 64                 # neither ids nor --all
+    done = casemail(cfg, "requeue", str(row_id))
+    assert done.returncode == 0 and f"requeued 1: {row_id}" in done.stdout.decode()
+    with Session(engine) as s:
+        assert (s.get(Inbound, row_id).state, s.get(Inbound, row_id).attempts) == ("accepted", 0)
+    assert casemail(cfg, "requeue", str(row_id)).returncode == 66    # no longer quarantined
+    assert casemail(cfg, "requeue", "--all").returncode == 0         # nothing to do is no error
+    engine.dispose()

@@ -19,7 +19,7 @@ from casemail.app import make_identity, make_intake_config, open_store
 from casemail.settings import settings_from_dict
 from intake.accept import Acceptor, Envelope
 from intake.process import process_batch, process_inbound
-from store import cases
+from store import cases, inbound
 from store.db import read_only, unit_of_work
 from store.models import Case, Inbound
 
@@ -55,6 +55,14 @@ def _failing(monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
     monkeypatch.setattr(intake.process, "decide_and_apply", boom)
 
 
+def _quarantine(store, cfg, inbound_id, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Fail the message's processing on every attempt, as a bug it triggers would."""
+    _failing(monkeypatch, RuntimeError("a bug this message triggers"))
+    for _ in range(cfg.max_attempts):
+        with pytest.raises(RuntimeError):
+            process_inbound(store.engine, store.blobs, inbound_id, cfg, _now)
+
+
 def test_a_store_outage_uses_up_no_attempt(setup, monkeypatch):
     store, cfg, inbound_id = setup
     _failing(monkeypatch, sqlalchemy.exc.OperationalError("INSERT ...", {}, Exception("database is locked")))
@@ -69,10 +77,7 @@ def test_a_store_outage_uses_up_no_attempt(setup, monkeypatch):
 
 def test_a_message_that_keeps_failing_is_quarantined_with_its_reason(setup, monkeypatch):
     store, cfg, inbound_id = setup
-    _failing(monkeypatch, RuntimeError("a bug this message triggers"))
-    for _ in range(cfg.max_attempts):
-        with pytest.raises(RuntimeError):
-            process_inbound(store.engine, store.blobs, inbound_id, cfg, _now)
+    _quarantine(store, cfg, inbound_id, monkeypatch)
     row = _row(store, inbound_id)
     assert (row.state, row.outcome) == ("processed", "quarantined")
     assert "a bug this message triggers" in row.reason
@@ -194,3 +199,35 @@ def test_a_mail_that_fails_after_opening_its_case_leaves_nothing_for_the_next(se
     with read_only(store.engine) as s:
         assert sorted((c.number, c.requester.address) for c in s.query(Case).all()) == [
             (1, "jane@customer.example"), (2, "c3@customer.example")]
+
+
+def test_a_requeued_message_is_processed_once_the_cause_is_gone(setup, monkeypatch):
+    store, cfg, inbound_id = setup
+    _quarantine(store, cfg, inbound_id, monkeypatch)
+    monkeypatch.undo()   # the bug is fixed
+    with unit_of_work(store.engine) as s:
+        assert [r.id for r in inbound.quarantined(s)] == [inbound_id]
+        assert inbound.requeue(s, [inbound_id, inbound_id + 1000]) == [inbound_id]
+    row = _row(store, inbound_id)
+    assert (row.state, row.outcome, row.attempts) == ("accepted", None, 0)
+
+    assert process_inbound(store.engine, store.blobs, inbound_id, cfg, _now) == "new-case"
+    with unit_of_work(store.engine) as s:
+        assert inbound.quarantined(s) == []
+        assert inbound.requeue(s, [inbound_id]) == []     # only quarantined mail is requeued
+
+
+def test_a_copy_sent_again_after_a_quarantine_is_processed_not_swallowed(setup, monkeypatch):
+    store, cfg, inbound_id = setup
+    _quarantine(store, cfg, inbound_id, monkeypatch)
+    monkeypatch.undo()
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    again = acceptor.accept_sync(RAW, Envelope("smtp", "jane@customer.example", ("support@example.com",)))
+    assert process_inbound(store.engine, store.blobs, again, cfg, _now) == "new-case"
+    # Re-running the quarantined one now finds the copy: still one case.
+    with unit_of_work(store.engine) as s:
+        inbound.requeue(s, [inbound_id])
+    assert process_inbound(store.engine, store.blobs, inbound_id, cfg, _now) == "duplicate"
+    with read_only(store.engine) as s:
+        assert s.query(Case).count() == 1
