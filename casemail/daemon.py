@@ -205,7 +205,7 @@ async def serve(
 
         # LMTP and IMAP feed the same acceptor; they start after the SMTP listener and stop before it.
         try:
-            lmtp_server = await start_lmtp(settings, acceptor)
+            lmtp_server = await start_lmtp(settings, acceptor, smtp_limits(settings))
         except ConfigError:
             if server is not None:
                 server.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -15,14 +16,16 @@ from intake.accept import Acceptor
 from intake.transports.imap import ImapPoller, ImapSource
 from intake.transports.imapclient import Endpoint
 from intake.transports.lmtp import LmtpHandler, start_lmtp_server
-from intake.transports.smtp import Mailboxes
+from intake.transports.smtp import Mailboxes, SmtpLimits
 from store.db import RunInThread
 
 log = logging.getLogger(__name__)
 
 
-async def start_lmtp(settings: Settings, acceptor: Acceptor) -> asyncio.Server | None:
-    """The LMTP listener, or None when it is disabled; a failure to bind names the key to change."""
+async def start_lmtp(settings: Settings, acceptor: Acceptor, limits: SmtpLimits) -> asyncio.Server | None:
+    """The LMTP listener, or None when it is disabled; a failure to bind names the key to change.
+
+    Its sessions get the SMTP listener's limits (limits), with its own largest message size."""
     c = settings.lmtp
     if not c.enabled:
         return None
@@ -31,7 +34,7 @@ async def start_lmtp(settings: Settings, acceptor: Acceptor) -> asyncio.Server |
     try:
         server = await start_lmtp_server(handler, host=c.host, port=c.port, socket_path=socket_path,
                                          socket_mode=c.socket_mode, hostname=c.hostname,
-                                         data_size_limit=c.max_message_size)
+                                         limits=dataclasses.replace(limits, max_message_size=c.max_message_size))
     except OSError as exc:
         where = f"lmtp.socket: cannot listen on {socket_path}" if socket_path else \
             f"lmtp.port: cannot listen on {c.host}:{c.port}"

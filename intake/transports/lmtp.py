@@ -6,6 +6,11 @@ positive reply, the same 451 on a failure to store. LMTP differs in one thing (R
 DATA the server answers once for every recipient it accepted at RCPT, in order. The message is stored
 once for all of them, so each gets the same answer; they are joined with CRLF, which aiosmtpd sends
 as separate reply lines (its issue #517; Mailman 3's LMTP runner does the same).
+
+Its sessions are the SMTP listener's guarded sessions with LMTP's greeting: the same limits on
+connections, commands, errors, idle time and the memory that messages in flight may take, and the
+same chunked reading of DATA, so a misbehaving or flooding client in front gets no more than an SMTP
+one would.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import syntax
 
 from intake.transports.smtp import IntakeHandler
+from intake.transports.smtp_server import GuardedSMTP, SessionGauge, SmtpLimits
 
 
 class LmtpHandler(IntakeHandler):
@@ -28,14 +34,31 @@ class LmtpHandler(IntakeHandler):
         return "\r\n".join([reply] * max(1, len(envelope.rcpt_tos)))
 
 
+class GuardedLMTP(GuardedSMTP):
+    """LMTP's commands (RFC 2033) on a guarded session, as aiosmtpd.lmtp.LMTP defines them on SMTP."""
+
+    show_smtp_greeting = False
+
+    @syntax("LHLO hostname")
+    async def smtp_LHLO(self, arg: str) -> None:
+        """The LMTP greeting, used instead of HELO/EHLO."""
+        await super().smtp_EHLO(arg)
+
+    async def smtp_HELO(self, arg: str) -> None:
+        await self.push('500 Error: command "HELO" not recognized')
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        await self.push('500 Error: command "EHLO" not recognized')
+
+
 async def start_lmtp_server(handler: LmtpHandler, *, host: str, port: int, socket_path: Path | None,
-                            socket_mode: int, hostname: str, data_size_limit: int) -> asyncio.Server:
+                            socket_mode: int, hostname: str, limits: SmtpLimits) -> asyncio.Server:
     """Bind on a unix socket when socket_path is given, else on host:port, in the running loop."""
     loop = asyncio.get_running_loop()
+    gauge = SessionGauge()  # shared by every session of this listener
 
-    def factory() -> LMTP:
-        return LMTP(handler, hostname=hostname, ident="casemail", data_size_limit=data_size_limit,
-                    enable_SMTPUTF8=True, decode_data=False, timeout=300)
+    def factory() -> GuardedLMTP:
+        return GuardedLMTP(handler, hostname=hostname, limits=limits, gauge=gauge)
 
     if socket_path is None:
         return await loop.create_server(factory, host=host, port=port)

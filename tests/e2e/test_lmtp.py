@@ -67,3 +67,34 @@ def test_the_trusted_flag_makes_lmtp_a_trusted_transport(tmp_path: Path):
     for trusted, expected in ((False, frozenset()), (True, frozenset({"lmtp"}))):
         settings = daemon_settings(tmp_path, "sqlite:///unused.db", lmtp={"trusted": trusted})
         assert make_intake_config(settings, make_identity(settings)).trusted_transports == expected
+
+
+async def test_lmtp_sessions_get_the_session_limits(start_daemon):
+    port = free_port()
+    await start_daemon(support=SUPPORT, lmtp={"enabled": True, "port": port, "max_message_size": 2000},
+                       smtp={"max_recipients": 2, "max_bad_commands": 3})
+
+    def exchange() -> dict[str, object]:
+        c = smtplib.LMTP("127.0.0.1", port, timeout=10)
+        try:
+            seen: dict[str, object] = {"ehlo": c.docmd("EHLO client.test")[0], "lhlo": c.ehlo("client.test")[0]}
+            c.mail("jane@customer.example")
+            seen["rcpt"] = [c.rcpt(r)[0] for r in ("support@example.com", "sales@example.com",
+                                                   "support+x@example.com")]
+            c.rset()
+            # The message size is lmtp.max_message_size, not smtp's.
+            seen["too_large"] = c.mail("jane@customer.example", ["SIZE=5000"])[0]
+            bad: list[int] = []
+            while len(bad) < 10 and 421 not in bad:
+                bad.append(c.docmd("NONSENSE")[0])
+            seen["bad"] = bad
+        finally:
+            c.close()
+        return seen
+
+    seen = await asyncio.to_thread(exchange)
+    assert seen["ehlo"] == 500 and seen["lhlo"] == 250
+    assert seen["rcpt"] == [250, 250, 452]          # smtp.max_recipients
+    assert seen["too_large"] == 552
+    # smtp.max_bad_commands: the unknown EHLO was the first, two more are answered 500, then 421.
+    assert seen["bad"] == [500, 500, 421]
