@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from casemail.app import opened_store
@@ -12,9 +13,6 @@ from casemail.settings import Settings
 from store import contacts
 from store.audience import NOTIFY_CHOICES
 from store.db import read_only, unit_of_work
-
-EX_USAGE = 64
-EX_NOINPUT = 66
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,7 +47,7 @@ def cmd_clear_bounce(settings: Settings, args: argparse.Namespace) -> int:
         cleared = contacts.clear_bouncing(s, args.address)
     if not cleared:
         print(f"casemail: {args.address} is not marked as bouncing", file=sys.stderr)
-        return EX_NOINPUT
+        return os.EX_NOINPUT
     print(f"{args.address} will be mailed again")
     return 0
 
@@ -59,12 +57,12 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
     # the mistake. Anyone who has written to us, or was copied on a case, is known.
     if args.name is not None and (not args.name.strip() or len(args.name) > 200):
         print("casemail: --name must be 1 to 200 characters", file=sys.stderr)
-        return EX_USAGE
+        return os.EX_USAGE
     with opened_store(settings) as store, unit_of_work(store.engine) as s:
         contact = contacts.get_contact(s, args.address)
         if contact is None:
             print(f"casemail: no one with the address {args.address} is known", file=sys.stderr)
-            return EX_NOINPUT
+            return os.EX_NOINPUT
         if args.name is not None:
             contact.display_name = " ".join(args.name.split())
         if args.notify is not None:

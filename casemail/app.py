@@ -23,7 +23,7 @@ from intake.trust import StaffPolicy, StaffRoute
 from notifier.render import Renderer, Sender, make_environment
 from store.blobs import BlobStore
 from store.codes import Signer
-from store.db import is_sqlite, make_engine, migrate
+from store.db import is_sqlite, make_engine, migrate, sqlite_file
 from store.mailing import Identity
 
 
@@ -143,7 +143,5 @@ def make_renderer(settings: Settings, identity: Identity) -> Renderer:
 
 
 def sqlite_lock_path(settings: Settings, engine: Engine) -> Path | None:
-    if not is_sqlite(engine):
-        return None
-    url = settings.database_url
-    return Path(url[len("sqlite:///"):] + ".lock")
+    database = sqlite_file(settings.database_url) if is_sqlite(engine) else None
+    return database.with_name(database.name + ".lock") if database is not None else None

@@ -44,10 +44,6 @@ from store.db import read_only, unit_of_work
 from store.mailing import queue_closed_notices
 from store.models import Inbound, Outbox
 
-EX_USAGE = 64
-EX_NOINPUT = 66
-EX_CONFIG = 78
-
 
 def find_config(given: str | None) -> Path:
     if given:
@@ -93,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(find_config(args.config))
     except ConfigError as exc:
         print(f"casemail: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     configure_logging(settings.logging.level)
     try:
         return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"casemail: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -168,7 +164,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         case = cases.get_case(s, args.number)
         if case is None:
             print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
-            return EX_NOINPUT
+            return os.EX_NOINPUT
         if args.raw is not None:
             return _print_raw(s, store.blobs, case, args.raw)
         data = views.case_detail(case, cases.participants(s, case), cases.history(s, case))
@@ -183,7 +179,7 @@ def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
     entry = cases.get_entry(s, case, entry_id)
     if entry is None:
         print(f"casemail: case {format_case_number(case.number)} has no entry {entry_id}", file=sys.stderr)
-        return EX_NOINPUT
+        return os.EX_NOINPUT
     sha = None
     if entry.inbound_id is not None:
         sha = s.get(Inbound, entry.inbound_id).sha256
@@ -191,12 +187,12 @@ def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
         sha = s.get(Outbox, entry.outbox_id).rendered_sha256
     if sha is None:
         print(f"casemail: entry {entry_id} is an event, not a mail", file=sys.stderr)
-        return EX_NOINPUT
+        return os.EX_NOINPUT
     try:
         sys.stdout.buffer.write(blobs.get(sha))
     except BlobNotFound:
         print(f"casemail: the stored message {sha} is missing from the blob store", file=sys.stderr)
-        return EX_NOINPUT
+        return os.EX_NOINPUT
     sys.stdout.buffer.flush()
     return 0
 
@@ -208,7 +204,7 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
         case = cases.get_case(s, args.number)
         if case is None:
             print(f"casemail: no case {format_case_number(args.number)}", file=sys.stderr)
-            return EX_NOINPUT
+            return os.EX_NOINPUT
         if not cases.close_case(s, case, now=now):
             print(f"case {format_case_number(case.number)} is already closed")
             return 0

@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import hashlib
 import mailbox
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -36,13 +37,11 @@ from casemail.app import make_identity, make_intake_config, open_store, utcnow
 from casemail.settings import Settings
 from intake.accept import Acceptor, Envelope
 from intake.process import process_inbound
-from intake.transports.envelope import EX_NOUSER, envelope_from_headers, refusal
+from intake.transports.envelope import envelope_from_headers, refusal
 from intake.transports.smtp import Mailboxes
 from store.db import read_only
 from store.models import Inbound
 
-EX_NOINPUT = 66
-EX_TEMPFAIL = 75
 
 # How process_inbound's outcomes are counted in the import summary.
 SUMMARY = {"new-case": "created", "comment": "threaded", "system-event": "threaded", "duplicate": "duplicates",
@@ -74,7 +73,7 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     raw = sys.stdin.buffer.read()
     if not Mailboxes(settings.support.addresses).accepts(args.recipient):
         print(f"casemail: <{args.recipient}> is not a mailbox of ours", file=sys.stderr)
-        return EX_NOUSER
+        return os.EX_NOUSER
     refused = refusal(raw, max_size=settings.smtp.max_message_size)
     if refused is not None:
         print(f"casemail: refused: {refused.reason}", file=sys.stderr)
@@ -88,7 +87,7 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - anything that stops the commit means "try again later".
         reason = " ".join(str(exc).split())[:200]
         print(f"casemail: cannot store the message now ({type(exc).__name__}: {reason})", file=sys.stderr)
-        return EX_TEMPFAIL
+        return os.EX_TEMPFAIL
     finally:
         if store is not None:
             store.engine.dispose()
@@ -101,7 +100,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     missing = [p for p in paths if not p.exists()]
     if missing:
         print(f"casemail: no such file or directory: {missing[0]}", file=sys.stderr)
-        return EX_NOINPUT
+        return os.EX_NOINPUT
     store = open_store(settings)
     cfg = dataclasses.replace(make_intake_config(settings, make_identity(settings)), notify=args.notify)
     acceptor = _acceptor(store)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from casemail.app import opened_store
 from casemail.settings import Settings
 from store import inbound
 from store.db import read_only, unit_of_work
-
-EX_USAGE = 64
-EX_NOINPUT = 66
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,7 +49,7 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_requeue(settings: Settings, args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.all):
         print("casemail: name the inbound ids to requeue, or --all", file=sys.stderr)
-        return EX_USAGE
+        return os.EX_USAGE
     with opened_store(settings) as store, unit_of_work(store.engine) as s:
         ids = args.ids or [r.id for r in inbound.quarantined(s)]
         done = inbound.requeue(s, ids)
@@ -59,7 +57,7 @@ def cmd_requeue(settings: Settings, args: argparse.Namespace) -> int:
         print(f"casemail: inbound {missing} is not quarantined; left alone", file=sys.stderr)
     if not done:
         print("nothing requeued")
-        return EX_NOINPUT if args.ids else 0
+        return os.EX_NOINPUT if args.ids else 0
     print(f"requeued {len(done)}: {' '.join(map(str, done))}; the running daemon processes them within seconds")
     return 0
 

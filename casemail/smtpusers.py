@@ -18,10 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from casemail.settings import ConfigError, Settings
-from intake.transports.smtp_server import hash_password
-
-EX_USAGE = 64
-EX_NOUSER = 67
+from intake.transports.smtp_server import hash_password, user_line
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +34,8 @@ def updated_lines(lines: Sequence[str], user: str, hashed: str | None) -> tuple[
     out: list[str] = []
     found = False
     for line in lines:
-        if line.strip() and not line.lstrip().startswith("#") and line.strip().partition(":")[0] == user:
+        entry = user_line(line)
+        if entry is not None and entry[0] == user:
             found = True
             if hashed is not None:
                 out.append(f"{user}:{hashed}")
@@ -59,22 +57,22 @@ def cmd_smtp_user(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.path(settings.smtp.auth_users)
     if not valid_user(args.name):
         print(f"casemail: {args.name!r} cannot be a login name (no colons, blanks or leading #)", file=sys.stderr)
-        return EX_USAGE
+        return os.EX_USAGE
     lines = path.read_text("utf-8").splitlines() if path.exists() else []
     if args.remove:
         kept, found = updated_lines(lines, args.name, None)
         if not found:
             print(f"casemail: no user {args.name} in {path}", file=sys.stderr)
-            return EX_NOUSER
+            return os.EX_NOUSER
         _replace(path, kept)
         print(f"removed {args.name} from {path}; the daemon reads it at its next start")
-        if not any(line.strip() and not line.lstrip().startswith("#") for line in kept):
+        if not any(user_line(line) for line in kept):
             print("the file now names no users: the daemon will not start with it until one is added",
                   file=sys.stderr)
         return 0
     password = _read_password()
     if password is None:
-        return EX_USAGE
+        return os.EX_USAGE
     new, found = updated_lines(lines, args.name, hash_password(password))
     _replace(path, new)
     print(f"{'changed the password of' if found else 'added'} {args.name} in {path}; "

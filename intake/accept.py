@@ -169,14 +169,8 @@ class Acceptor:
         return self._spool.add(entries)
 
     def _write_blobs(self, items: list[tuple[bytes, Envelope]]) -> list[inbound.NewInbound]:
-        # Every blob is fsynced (the fsyncs overlapped) before the envelopes naming them are committed.
-        batch = self._blobs.batch() if len(items) > 1 else None
-        if batch is not None:
-            shas = [batch.add(raw) for raw, _ in items]
-            batch.finish()
-        else:
-            shas = [self._blobs.put(raw) for raw, _ in items]
-        return self._describe(items, shas)
+        # Every blob is fsynced before the envelopes naming them are committed.
+        return self._describe(items, self._blobs.put_all([raw for raw, _ in items]))
 
     def _describe(self, items: list[tuple[bytes, Envelope]], shas: list[str]) -> list[inbound.NewInbound]:
         # Each message gets its own instant: with its digest it names this acceptance when the spool

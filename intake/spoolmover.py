@@ -82,7 +82,8 @@ class SpoolMover:
             self._recovering = False
             return 0
         try:
-            self._write_blobs([m.raw for m in spooled if m.raw is not None])
+            # Durable before the rows naming them are committed.
+            self._blobs.put_all([m.raw for m in spooled if m.raw is not None])
             with unit_of_work(self._engine) as s:
                 todo = [m.message for m in spooled
                         if not (self._recovering and inbound.is_recorded(s, m.message))]
@@ -99,16 +100,6 @@ class SpoolMover:
             log.debug("recorded spooled mail as inbound %d..%d", ids[0], ids[-1])
         self.moved += len(ids)
         return len(spooled)
-
-    def _write_blobs(self, raws: list[bytes]) -> None:
-        # Durable (the fsyncs overlapped) before the rows naming them are committed.
-        if len(raws) == 1:
-            self._blobs.put(raws[0])
-        elif raws:
-            batch = self._blobs.batch()
-            for raw in raws:
-                batch.add(raw)
-            batch.finish()
 
 
 async def _wait_for_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:

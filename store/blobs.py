@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,6 +42,16 @@ class BlobStore:
         digest = batch.add(data)
         batch.finish()
         return digest
+
+    def put_all(self, datas: Sequence[bytes]) -> list[str]:
+        """Store each of datas durably, the fsyncs overlapped when there are several; return their
+        sha256s in order."""
+        if len(datas) <= 1:
+            return [self.put(data) for data in datas]
+        batch = self.batch()
+        digests = [batch.add(data) for data in datas]
+        batch.finish()
+        return digests
 
     def batch(self) -> BlobBatch:
         """A batch of puts whose fsyncs overlap; see BlobBatch."""

@@ -79,12 +79,17 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _writer_lock_path(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
+    """The database file a sqlite:/// URL names, as SQLite opens it; None for another database or memory."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or ":memory:" in url:
         return None
-    database = Path(url[len(prefix):]).expanduser()
-    return database.with_name(database.name + ".writer-lock")
+    return Path(url[len(prefix):])
+
+
+def _writer_lock_path(url: str) -> Path | None:
+    database = sqlite_file(url)
+    return database.with_name(database.name + ".writer-lock") if database is not None else None
 
 
 class WriterLock:

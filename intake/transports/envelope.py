@@ -10,6 +10,7 @@ both over LMTP and through an IMAP mailbox still becomes a single case entry.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -30,19 +31,14 @@ class Refusal:
     exit_code: int
 
 
-EX_DATAERR = 65
-EX_NOUSER = 67
-EX_UNAVAILABLE = 69
-
-
 def refusal(raw: bytes, *, max_size: int) -> Refusal | None:
     """A reason to refuse the message outright, or None to accept it."""
     if len(raw) > max_size:
-        return Refusal(f"message too large ({len(raw)} bytes, the limit is {max_size})", EX_UNAVAILABLE)
+        return Refusal(f"message too large ({len(raw)} bytes, the limit is {max_size})", os.EX_UNAVAILABLE)
     if not raw.strip():
-        return Refusal("empty message", EX_DATAERR)
+        return Refusal("empty message", os.EX_DATAERR)
     if not _FIRST_FIELD.match(raw):
-        return Refusal("not an RFC 5322 message (it does not start with a header field)", EX_DATAERR)
+        return Refusal("not an RFC 5322 message (it does not start with a header field)", os.EX_DATAERR)
     return None
 
 

@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import syntax
+from aiosmtpd.lmtp import LMTP
 
 from intake.transports.smtp import IntakeHandler
 from intake.transports.smtp_server import GuardedSMTP, SessionGauge, SmtpLimits
@@ -34,21 +34,9 @@ class LmtpHandler(IntakeHandler):
         return "\r\n".join([reply] * max(1, len(envelope.rcpt_tos)))
 
 
-class GuardedLMTP(GuardedSMTP):
-    """LMTP's commands (RFC 2033) on a guarded session, as aiosmtpd.lmtp.LMTP defines them on SMTP."""
-
-    show_smtp_greeting = False
-
-    @syntax("LHLO hostname")
-    async def smtp_LHLO(self, arg: str) -> None:
-        """The LMTP greeting, used instead of HELO/EHLO."""
-        await super().smtp_EHLO(arg)
-
-    async def smtp_HELO(self, arg: str) -> None:
-        await self.push('500 Error: command "HELO" not recognized')
-
-    async def smtp_EHLO(self, arg: str) -> None:
-        await self.push('500 Error: command "EHLO" not recognized')
+class GuardedLMTP(LMTP, GuardedSMTP):
+    """aiosmtpd's LMTP commands (LHLO instead of HELO and EHLO) on a guarded session: LMTP comes first
+    in the method order, and its LHLO's call to EHLO goes on to the guarded session's."""
 
 
 async def start_lmtp_server(handler: LmtpHandler, *, host: str, port: int, socket_path: Path | None,

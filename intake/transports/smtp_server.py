@@ -93,6 +93,14 @@ def _scrypt(password: bytes, salt: str, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(password, salt=salt.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p + 2**20, dklen=64)
 
 
+def user_line(line: str) -> tuple[str, str] | None:
+    """(user, hash) of one line of the smtp.auth_users file; None for a blank or # comment line."""
+    if not line.strip() or line.lstrip().startswith("#"):
+        return None
+    user, _, hashed = line.strip().partition(":")
+    return user, hashed
+
+
 class PasswordFile:
     """The smtp.auth_users file: "user:scrypt:N:r:p$salt$hex" lines; blank and # lines are ignored."""
 
@@ -109,9 +117,10 @@ class PasswordFile:
             raise ListenerSetupError("auth_users", f"cannot read {path}: {exc}") from exc
         users: dict[str, tuple[int, int, int, str, bytes]] = {}
         for number, line in enumerate(lines, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
+            entry = user_line(line)
+            if entry is None:
                 continue
-            user, _, hashed = line.strip().partition(":")
+            user, hashed = entry
             try:
                 method, salt, digest = hashed.split("$")
                 name, n, r, p = method.split(":")
