@@ -9,7 +9,6 @@ punctuation is looked for as typed. The same table of searches runs on both data
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -108,14 +107,6 @@ SEARCHES: list[tuple[str, list[int]]] = [
     ("printer -", []),
     ("#42", [11]),
 ]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def add_cases(engine: Engine, subjects: list[tuple[str, str, str]], *, first_minute: int = 1) -> list[int]:

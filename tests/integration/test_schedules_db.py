@@ -8,10 +8,8 @@ that its mail is queued once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import Engine, func, select
 
 from notifier.jobs import ScheduleRunner
@@ -19,7 +17,7 @@ from notifier.schedules import ScheduleConfig
 from store import cases, jobs
 from store.codes import Signer
 from store.contacts import ensure_contact
-from store.db import make_engine, migrate, read_only, unit_of_work
+from store.db import read_only, unit_of_work
 from store.mailing import Identity
 from store.models import Case, Contact, Entry, JobRun, Outbox
 
@@ -28,14 +26,6 @@ DAY = timedelta(days=1)
 MIN = timedelta(minutes=1)
 IDENTITY = Identity(signer=Signer(b"test-key-0123456789abcdef"), support_addresses=("support@example.com",),
                     support_name="Example Support", instance_id="test")
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def open_case(engine: Engine, *, at: datetime = T0, severity: int = 3, down: bool = False,
