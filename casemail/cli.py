@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from casemail import admin, mailcmds, quarantine, smtpusers, views
 from casemail.app import configure_logging, make_identity, opened_store, release_large_blocks, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
-from store import cases
+from store import cases, outbox
 from store.blobs import BlobNotFound
 from store.codes import format_case_number
 from store.db import read_only, unit_of_work
@@ -180,16 +180,17 @@ def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
     if entry is None:
         print(f"casemail: case {format_case_number(case.number)} has no entry {entry_id}", file=sys.stderr)
         return os.EX_NOINPUT
-    sha = None
+    sha, inline = None, None
     if entry.inbound_id is not None:
         sha = s.get(Inbound, entry.inbound_id).sha256
     elif entry.outbox_id is not None:
-        sha = s.get(Outbox, entry.outbox_id).rendered_sha256
+        sent = s.get(Outbox, entry.outbox_id)
+        sha, inline = sent.rendered_sha256, sent.rendered
     if sha is None:
         print(f"casemail: entry {entry_id} is an event, not a mail", file=sys.stderr)
         return os.EX_NOINPUT
     try:
-        sys.stdout.buffer.write(blobs.get(sha))
+        sys.stdout.buffer.write(outbox.rendered_bytes(inline, sha, blobs.get))
     except BlobNotFound:
         print(f"casemail: the stored message {sha} is missing from the blob store", file=sys.stderr)
         return os.EX_NOINPUT

@@ -208,6 +208,32 @@ def add_entry(
     return entry_id
 
 
+@dataclass(frozen=True)
+class SentMail:
+    """The entry a mail the outbox sent leaves in its case's history."""
+
+    case_id: int
+    outbox_id: int
+    visibility: str
+    subject: str
+    text: str
+    message_id: str
+    details: dict[str, Any]
+
+
+def add_sent_mail_entries(s: Session, sent: Sequence[SentMail], *, now: datetime) -> None:
+    """One multi-row INSERT for the entries of a group of sent mails. They do not touch their cases:
+    a case's last activity is what people did, not the notices about it."""
+    if sent:
+        plain(s).execute(insert(Entry.__table__), [
+            {"case_id": m.case_id, "kind": "notification", "visibility": m.visibility, "author_id": None,
+             "subject": m.subject, "text": m.text, "full_text": m.text, "html": None,
+             "message_id": m.message_id, "matched_by": None, "details": m.details, "inbound_id": None,
+             "outbox_id": m.outbox_id, "created_at": now}
+            for m in sent
+        ])
+
+
 def set_entry_details(s: Session, entry_id: int, details: dict[str, Any]) -> None:
     """Replace the details of an entry added in this transaction (see add_entry)."""
     plain(s).execute(_SET_DETAILS, {"entry_id": entry_id, "details": details})

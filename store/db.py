@@ -35,6 +35,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "checkin", _sqlite_restore_sync)
         lock_path = _writer_lock_path(url)
         if lock_path is not None:
             writers = WriterLock(lock_path)
@@ -43,7 +44,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             event.listen(engine, "close", writers.on_close)
             engine.dialect.casemail_writers = writers  # type: ignore[attr-defined]
         return engine
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    event.listen(engine, "begin", _postgres_begin)
+    return engine
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -70,13 +73,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    if conn.get_execution_options().get("casemail_readonly"):
+    options = conn.get_execution_options()
+    if options.get("casemail_readonly"):
         conn.exec_driver_sql("BEGIN")
         return
     writers: WriterLock | None = getattr(conn.dialect, "casemail_writers", None)
     if writers is not None:
         writers.acquire(conn.connection.info)
+    if options.get(_LAZY_COMMIT):
+        # See unit_of_work(durable=False); the connection is set back to FULL when it returns to the pool.
+        conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+        conn.connection.info[_LAZY_COMMIT] = True
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_restore_sync(dbapi_conn: Any, record: Any) -> None:
+    if record.info.pop(_LAZY_COMMIT, False):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+
+def _postgres_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(_LAZY_COMMIT):
+        # Only for this transaction: the commit returns before its WAL record is flushed to disk.
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -132,10 +153,21 @@ class WriterLock:
             fcntl.flock(info["casemail_writer_fd"], fcntl.LOCK_UN)
 
 
+_LAZY_COMMIT = "casemail_lazy_commit"
+
+
 @contextlib.contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
-    """One writing transaction: commit on success, roll back on any exception."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+def unit_of_work(engine: Engine, *, durable: bool = True) -> Iterator[Session]:
+    """One writing transaction: commit on success, roll back on any exception.
+
+    `durable=False` is for a transaction whose loss in a power cut (not a crash of the daemon: that
+    loses nothing either way) costs only work done again, such as the outbox's record of mail sent,
+    whose loss means the mail goes once more with the same Message-ID. Its commit does not wait for
+    the disk (SQLite: synchronous=NORMAL for it; PostgreSQL: synchronous_commit off), and the next
+    durable commit on the database makes it durable too, since both write one log in order.
+    """
+    bind = engine if durable else engine.execution_options(**{_LAZY_COMMIT: True})
+    with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session
 
 

@@ -18,9 +18,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -222,6 +222,11 @@ class Outbox(Base):
     recipients: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     message_id: Mapped[str] = mapped_column(String(998), nullable=False, unique=True)
     rendered_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The rendered bytes themselves when they are small (store.outbox.INLINE_BYTES), so that keeping
+    # them costs a share of the batch's one commit rather than a file, its fsync and its directory's.
+    # Larger mails are in the blob store under rendered_sha256. Deferred: only sending and showing
+    # the mail read them.
+    rendered: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -11,13 +11,13 @@ duplicate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from store.db import plain
 from store.models import Outbox
@@ -107,7 +107,7 @@ def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int,
         (Outbox.state == "queued") & (Outbox.next_attempt_at <= now),
         (Outbox.state == "sending") & (Outbox.claimed_at < now - lease),
     )
-    q = select(Outbox).where(due)
+    q = select(Outbox).where(due).options(undefer(Outbox.rendered))
     if held:
         q = q.where(Outbox.id.not_in(list(held)))
     q = q.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
@@ -119,31 +119,84 @@ def claim_due(s: Session, *, now: datetime, lease: timedelta, limit: int,
     return rows
 
 
-def set_rendered_many(s: Session, digests: dict[int, str]) -> None:
-    """Record the digests of freshly rendered rows, as one executemany; a digest already set is kept."""
-    if not digests:
+# Rendered mail up to this size is kept in its outbox row rather than in the blob store; see
+# Outbox.rendered. An acknowledgement or a notice is a few kilobytes; a relayed reply that carries
+# attachments is usually far larger and goes to the blob store, as received mail does.
+INLINE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    """What set_rendered_many records for one row: the digest, and the bytes when they are inline."""
+
+    sha256: str
+    inline: bytes | None
+
+
+def set_rendered_many(s: Session, rendered: dict[int, RenderedMail]) -> None:
+    """Record freshly rendered rows as one executemany; a row rendered before keeps what it has."""
+    if not rendered:
         return
     table = Outbox.__table__
     stmt = (update(table).where(table.c.id == bindparam("row_id"), table.c.rendered_sha256.is_(None))
-            .values(rendered_sha256=bindparam("digest")))
-    s.connection().execute(stmt, [{"row_id": i, "digest": d} for i, d in digests.items()])
+            .values(rendered_sha256=bindparam("digest"), rendered=bindparam("inline")))
+    s.connection().execute(stmt, [{"row_id": i, "digest": r.sha256, "inline": r.inline}
+                                  for i, r in rendered.items()])
 
 
-def mark_sent(s: Session, row: Outbox, *, now: datetime) -> None:
-    row.state = "sent"
-    row.sent_at = now
-    row.last_error = None
+def rendered_bytes(inline: bytes | None, sha256: str, read_blob: Callable[[str], bytes]) -> bytes:
+    """The bytes of a rendered mail: from its row when inline, else from the blob store."""
+    return inline if inline is not None else read_blob(sha256)
 
 
-def retry_later(s: Session, row: Outbox, *, error: str, at: datetime) -> None:
-    row.state = "queued"
-    row.next_attempt_at = at
-    row.last_error = error[:2000]
+@dataclass(frozen=True)
+class Finished:
+    """What record_finished writes for one mail that was tried."""
+
+    id: int
+    state: str                     # "sent", "failed", or "queued" to be tried again at retry_at
+    attempted: bool                # False for a mail that could not be rendered: no attempt was made
+    error: str | None = None       # for a sent mail, the recipients refused, if any
+    retry_at: datetime | None = None
 
 
-def mark_failed(s: Session, row: Outbox, *, error: str) -> None:
-    row.state = "failed"
-    row.last_error = error[:2000]
+_table = Outbox.__table__
+_STILL_SENDING = select(_table.c.id, _table.c.created_at).where(
+    _table.c.id.in_(bindparam("ids", expanding=True)), _table.c.state == "sending").with_for_update()
+_FINISH = {
+    state: update(_table).where(_table.c.id == bindparam("row_id"), _table.c.state == "sending")
+    for state in ("sent", "failed", "queued")
+}
+_FINISH["sent"] = _FINISH["sent"].values(state="sent", sent_at=bindparam("at"), last_error=bindparam("error"),
+                                         attempts=_table.c.attempts + bindparam("attempted"))
+_FINISH["failed"] = _FINISH["failed"].values(state="failed", last_error=bindparam("error"),
+                                             attempts=_table.c.attempts + bindparam("attempted"))
+_FINISH["queued"] = _FINISH["queued"].values(state="queued", next_attempt_at=bindparam("at"),
+                                             last_error=bindparam("error"),
+                                             attempts=_table.c.attempts + bindparam("attempted"))
+
+
+def still_sending(s: Session, ids: Collection[int]) -> dict[int, datetime]:
+    """The creation time of each of ids still 'sending', locked (PostgreSQL) until the transaction ends.
+
+    A row no longer 'sending' was released, or taken over by another daemon after its lease: what this
+    worker learnt about it is not written.
+    """
+    if not ids:
+        return {}
+    return {row_id: created for row_id, created in plain(s).execute(_STILL_SENDING, {"ids": list(ids)})}
+
+
+def record_finished(s: Session, finished: Sequence[Finished], *, now: datetime) -> None:
+    """Write what became of each mail, one executemany per kind of outcome, with Core statements:
+    the outbox records a few hundred outcomes a second."""
+    for state, statement in _FINISH.items():
+        rows = [{"row_id": f.id, "attempted": int(f.attempted),
+                 "error": f.error[:2000] if f.error is not None else None,
+                 **({"at": now} if state == "sent" else {"at": f.retry_at} if state == "queued" else {})}
+                for f in finished if f.state == state]
+        if rows:
+            plain(s).execute(statement, rows)
 
 
 def release_claims(s: Session) -> int:

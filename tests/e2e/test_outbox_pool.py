@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, func, select
 
 from casemail.app import make_identity, make_renderer, open_store
 from notifier.loop import OutboxWorker, RetryPolicy
-from store import cases, contacts
+from store import cases, contacts, outbox
 from store.db import unit_of_work
 from store.mailing import queue_case_mail
 from store.models import Entry, Outbox
@@ -37,12 +37,14 @@ class ScriptedSink:
         self.delay = delay
         self.delivered: list[str] = []  # Message-IDs answered 250, in order
         self.refused: collections.Counter[str] = collections.Counter()
+        self.attempts: dict[str, list[bytes]] = collections.defaultdict(list)  # every DATA, by Message-ID
         self.peers: set[Any] = set()
         self.port = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         mid = str(msg["Message-ID"])
+        self.attempts[mid].append(envelope.original_content)
         self.peers.add(session.peer)
         rcpt = envelope.rcpt_tos[0]
         if rcpt.startswith("bad"):
@@ -107,6 +109,16 @@ def outbox_rows(settings: Any) -> dict[str, tuple[str, str | None]]:
         engine.dispose()
 
 
+def rendered_bytes(settings: Any) -> dict[str, bytes]:
+    store = open_store(settings, upgrade=False)
+    try:
+        with store.engine.connect() as c:
+            rows = c.execute(select(Outbox.message_id, Outbox.rendered, Outbox.rendered_sha256)).all()
+        return {mid: outbox.rendered_bytes(inline, sha, store.blobs.get) for mid, inline, sha in rows}
+    finally:
+        store.engine.dispose()
+
+
 def notification_entries(settings: Any) -> collections.Counter[int]:
     engine = create_engine(settings.database_url)
     try:
@@ -152,6 +164,11 @@ async def test_451_is_retried_without_duplicating_the_others(start_daemon, scrip
     assert sorted(sink.delivered) == sorted(ids)  # each once, the flaky ones after their 451
     assert sum(sink.refused.values()) == 10
     assert set(notification_entries(d.settings).values()) == {1}
+    # The retry sent the very bytes of the first attempt, which are the bytes the outbox row keeps.
+    kept = rendered_bytes(d.settings)
+    for i, mid in enumerate(ids):
+        assert len(sink.attempts[mid]) == (2 if i % 3 == 0 else 1)
+        assert set(sink.attempts[mid]) == {kept[mid]}
 
 
 async def test_5xx_is_marked_failed_with_its_reason(start_daemon, scripted_sink):
