@@ -103,3 +103,26 @@ def test_an_edited_override_is_used_once_the_recheck_interval_has_passed(tmp_pat
     assert render() == "First 00000007"     # not looked at again yet
     clock[0] += TEMPLATE_RECHECK_SECONDS
     assert render() == "Second 00000007"
+
+
+def test_an_edited_layout_is_used_once_the_recheck_interval_has_passed(tmp_path: Path):
+    from notifier.render import DEFAULT_TEMPLATES, TEMPLATE_RECHECK_SECONDS
+
+    layout = tmp_path / "_layout.txt.j2"
+    original = (DEFAULT_TEMPLATES / "_layout.txt.j2").read_text()
+    layout.write_text("Layout one\n" + original)
+    clock = [100.0]
+    r = Renderer(make_environment(tmp_path), Sender("support@example.com", "S", "i"), clock=lambda: clock[0])
+
+    def render() -> str:
+        return r.render(template="customer/ack", context=context(), recipients=["a@b.c"], message_id="<1@x>",
+                        now=NOW).text
+
+    assert "Layout one" in render()
+    layout.write_text("Layout two\n" + original)
+    os.utime(layout, (1, 2_000_000_000))
+    clock[0] += TEMPLATE_RECHECK_SECONDS / 2
+    assert "Layout one" in render()          # not looked at again yet
+    clock[0] += TEMPLATE_RECHECK_SECONDS
+    text = render()
+    assert "Layout two" in text and "Layout one" not in text
