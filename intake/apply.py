@@ -14,7 +14,7 @@ from intake.classify import Classification
 from intake.fields import CaseFields
 from intake.parse import ParsedMail
 from intake.actions import answer_request, run_commands
-from store.audience import ALWAYS, NOTE_TEMPLATES, Notice, notices_for, wants
+from store.audience import NOTE_TEMPLATES, Notice, notices_for
 from intake.plan import Plan
 from intake.resolve import ThreadDecision
 from intake.trust import StaffPolicy
