@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from casemail import admin, mailcmds, quarantine, smtpusers, views
 from casemail.app import configure_logging, make_identity, opened_store, release_large_blocks, utcnow
 from casemail.settings import ConfigError, Settings, load_settings
-from store import cases, outbox
+from store import cases
 from store.blobs import BlobNotFound
 from store.codes import format_case_number
 from store.db import read_only, unit_of_work
@@ -182,7 +182,8 @@ def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
         return os.EX_NOINPUT
     sha, inline = None, None
     if entry.inbound_id is not None:
-        sha = s.get(Inbound, entry.inbound_id).sha256
+        received = s.get(Inbound, entry.inbound_id)
+        sha, inline = received.sha256, received.raw
     elif entry.outbox_id is not None:
         sent = s.get(Outbox, entry.outbox_id)
         sha, inline = sent.rendered_sha256, sent.rendered
@@ -190,7 +191,7 @@ def _print_raw(s: Any, blobs: Any, case: Any, entry_id: int) -> int:
         print(f"casemail: entry {entry_id} is an event, not a mail", file=sys.stderr)
         return os.EX_NOINPUT
     try:
-        sys.stdout.buffer.write(outbox.rendered_bytes(inline, sha, blobs.get))
+        sys.stdout.buffer.write(blobs.get_unless_inline(sha, inline))
     except BlobNotFound:
         print(f"casemail: the stored message {sha} is missing from the blob store", file=sys.stderr)
         return os.EX_NOINPUT

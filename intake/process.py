@@ -78,7 +78,7 @@ def process_batch(engine: Engine, blobs: BlobStore, inbound_ids: Sequence[int], 
     are kept.
     """
     results: dict[int, str | None | Exception] = {}
-    snapshots: dict[int, tuple[str, str | None, tuple[str, ...], str]] = {}
+    snapshots: dict[int, tuple[str, bytes | None, str | None, tuple[str, ...], str]] = {}
     with unit_of_work(engine) as s:
         rows = inbound.lock_many(s, inbound_ids)
         counted: list[Inbound] = []
@@ -91,15 +91,15 @@ def process_batch(engine: Engine, blobs: BlobStore, inbound_ids: Sequence[int], 
                 results[inbound_id] = "duplicate"
             else:
                 counted.append(row)
-                snapshots[inbound_id] = (row.sha256, row.mail_from, tuple(row.rcpt_tos), row.transport)
+                snapshots[inbound_id] = (row.sha256, row.raw, row.mail_from, tuple(row.rcpt_tos), row.transport)
         # Counted before reading, in its own commit: a mail that crashes the process itself uses up its
         # attempts and ends in quarantine instead of crashing it forever.
         inbound.count_attempts(s, counted)
 
     facts: dict[int, MailFacts] = {}
-    for inbound_id, (sha, mail_from, rcpt_tos, transport) in snapshots.items():
+    for inbound_id, (sha, raw, mail_from, rcpt_tos, transport) in snapshots.items():
         try:
-            facts[inbound_id] = read_mail(blobs.get(sha), mail_from=mail_from, rcpt_tos=rcpt_tos,
+            facts[inbound_id] = read_mail(blobs.get_unless_inline(sha, raw), mail_from=mail_from, rcpt_tos=rcpt_tos,
                                           transport=transport, cfg=cfg, blobs=blobs)
         except Exception as exc:  # noqa: BLE001 - recorded below; the others go on.
             results[inbound_id] = exc

@@ -2,10 +2,10 @@
 """Moving accepted mail from the daemon's spool into the inbound table, where processing finds it.
 
 The acceptor commits each mail's bytes and envelope to the spool before its 250 (store/spool.py);
-this loop writes what is spooled to the blob store (fsynced) and records it as inbound rows a group
-at a time, then forgets it in the spool. The blobs come first and the inbound commit second, so a
-row never names bytes a crash could take away, and a crash between the commit and the spool's
-clean-up leaves a mail in both places, never in neither: the first pass after a start therefore
+this loop records what is spooled as inbound rows a group at a time, then forgets it in the spool.
+A small mail's bytes go into its row, in the group's one commit; a larger one's go to the blob
+store (fsynced) first, so a row never names bytes a crash could take away. A crash between the
+commit and the spool's clean-up leaves a mail in both places, never in neither: the first pass after a start therefore
 skips spooled mail whose row exists (the same digest taken at the same instant). Writing a blob
 twice is harmless (the store is content-addressed). While the database is unreachable the spool
 simply grows, senders keep getting their 250, and the move is retried with a growing pause.
@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy import Engine
 
 from store import inbound
 from store.blobs import BlobStore
 from store.db import RunInThread, unit_of_work
-from store.spool import Spool
+from store.spool import Spool, SpooledMail
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,12 @@ class SpoolMover:
             self._recovering = False
             return 0
         try:
+            messages = [kept_inline(m) for m in spooled]
             # Durable before the rows naming them are committed.
-            self._blobs.put_all([m.raw for m in spooled if m.raw is not None])
+            self._blobs.put_all([m.raw for m, new in zip(spooled, messages, strict=True)
+                                 if m.raw is not None and new.raw is None])
             with unit_of_work(self._engine) as s:
-                todo = [m.message for m in spooled
-                        if not (self._recovering and inbound.is_recorded(s, m.message))]
+                todo = [m for m in messages if not (self._recovering and inbound.is_recorded(s, m))]
                 ids = inbound.record_many(s, todo)
             self._spool.remove([m.spool_id for m in spooled])
         except BaseException:
@@ -100,6 +102,13 @@ class SpoolMover:
             log.debug("recorded spooled mail as inbound %d..%d", ids[0], ids[-1])
         self.moved += len(ids)
         return len(spooled)
+
+
+def kept_inline(spooled: SpooledMail) -> inbound.NewInbound:
+    """The inbound row of a spooled mail, carrying its bytes when the row is to keep them."""
+    if spooled.raw is not None and len(spooled.raw) <= inbound.INLINE_BYTES:
+        return replace(spooled.message, raw=spooled.raw)
+    return spooled.message
 
 
 async def _wait_for_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:

@@ -98,7 +98,7 @@ def prepare(engine: Engine, blobs: BlobStore, renderer: Renderer, claimed: list[
     stored = None
     for c in claimed:
         if c.rendered_sha256 is not None:
-            data = outbox.rendered_bytes(c.rendered, c.rendered_sha256, blobs.get)
+            data = blobs.get_unless_inline(c.rendered_sha256, c.rendered)
             subject, text = subject_and_text(data)
             jobs.append(_job(c, data, subject, text))
             continue

@@ -63,6 +63,10 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(sha256) from exc
 
+    def get_unless_inline(self, sha256: str, inline: bytes | None) -> bytes:
+        """The bytes a row names: its own copy when it keeps one (small mail, in and out), else the blob."""
+        return inline if inline is not None else self.get(sha256)
+
     def close(self) -> None:
         with self._pool_lock:
             pool, self._sync_pool = self._sync_pool, None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.db import plain
@@ -55,6 +55,12 @@ def record_inbound(
     return row
 
 
+# Received mail up to this size is kept in its inbound row rather than in the blob store; see
+# Inbound.raw. A support mail without attachments is a few kilobytes; mail with attachments is
+# usually larger and goes to the blob store.
+INLINE_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class NewInbound:
     """One accepted message, as record_many writes it."""
@@ -65,6 +71,7 @@ class NewInbound:
     sha256: str
     size: int
     received_at: datetime
+    raw: bytes | None = None    # the bytes, when the row keeps them; else they are in the blob store
 
 
 def record_many(s: Session, messages: Sequence[NewInbound]) -> list[int]:
@@ -79,7 +86,7 @@ def record_many(s: Session, messages: Sequence[NewInbound]) -> list[int]:
     rows = [
         {"transport": m.transport, "mail_from": m.mail_from, "rcpt_tos": list(m.rcpt_tos),
          "message_id": m.message_id, "sha256": m.sha256, "size": m.size, "received_at": m.received_at,
-         "state": "accepted", "attempts": 0}
+         "state": "accepted", "attempts": 0, "raw": m.raw}
         for m in messages
     ]
     result = s.execute(insert(Inbound).returning(Inbound.id, sort_by_parameter_order=True), rows)
@@ -122,8 +129,9 @@ def pending(s: Session, *, limit: int = 100, max_attempts: int,
 # The statements of processing, built once: they run for every mail, and building a statement and
 # computing its cache key cost more than running it.
 _inbound = Inbound.__table__
+# The raw bytes come with the lock: processing reads every one of them next.
 _LOCK_MANY = (select(Inbound).where(Inbound.id.in_(bindparam("ids", expanding=True))).order_by(Inbound.id)
-              .with_for_update())
+              .options(undefer(Inbound.raw)).with_for_update())
 _COUNT_ATTEMPT = (update(_inbound).where(_inbound.c.id.in_(bindparam("ids", expanding=True)))
                   .values(attempts=_inbound.c.attempts + 1))
 _LOCK_ONE = select(Inbound).where(Inbound.id == bindparam("id")).with_for_update()

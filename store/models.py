@@ -138,6 +138,10 @@ class Inbound(Base):
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     message_id: Mapped[str | None] = mapped_column(String(998))
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The raw message itself when it is small (store.inbound.INLINE_BYTES): recording it costs a share
+    # of the group's one commit instead of a blob file, its fsync and its directory's. Larger mail is in
+    # the blob store under sha256. Deferred: only processing and showing the mail read it.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="accepted")

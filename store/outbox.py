@@ -11,7 +11,7 @@ duplicate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,11 +142,6 @@ def set_rendered_many(s: Session, rendered: dict[int, RenderedMail]) -> None:
             .values(rendered_sha256=bindparam("digest"), rendered=bindparam("inline")))
     s.connection().execute(stmt, [{"row_id": i, "digest": r.sha256, "inline": r.inline}
                                   for i, r in rendered.items()])
-
-
-def rendered_bytes(inline: bytes | None, sha256: str, read_blob: Callable[[str], bytes]) -> bytes:
-    """The bytes of a rendered mail: from its row when inline, else from the blob store."""
-    return inline if inline is not None else read_blob(sha256)
 
 
 @dataclass(frozen=True)

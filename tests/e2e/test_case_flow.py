@@ -186,6 +186,10 @@ async def test_cases_listing_and_search_from_the_cli(start_daemon, sink, capsys)
     # The entry's message is exactly the mail the smarthost received, byte for byte.
     (received,) = [m for _, _, m in sink.messages if b"Subject: [Case #00000001] Printer jams" in m]
     assert raw == received.decode()
+    # And the customer's own mail, as it came in.
+    assert main(["-c", cfg, "show", "1", "--raw", str(shown["history"][0]["entry"])]) == 0
+    customer_mail = capsys.readouterr().out
+    assert "Message-ID: <l0@customer.example>" in customer_mail and "Subject: Printer jams on tray 2" in customer_mail
 
 
 async def test_reply_with_a_mangled_subject_lands_on_its_case_through_its_headers(start_daemon, sink):

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, func, select
 
 from casemail.app import make_identity, make_renderer, open_store
 from notifier.loop import OutboxWorker, RetryPolicy
-from store import cases, contacts, outbox
+from store import cases, contacts
 from store.db import unit_of_work
 from store.mailing import queue_case_mail
 from store.models import Entry, Outbox
@@ -114,7 +114,7 @@ def rendered_bytes(settings: Any) -> dict[str, bytes]:
     try:
         with store.engine.connect() as c:
             rows = c.execute(select(Outbox.message_id, Outbox.rendered, Outbox.rendered_sha256)).all()
-        return {mid: outbox.rendered_bytes(inline, sha, store.blobs.get) for mid, inline, sha in rows}
+        return {mid: store.blobs.get_unless_inline(sha, inline) for mid, inline, sha in rows}
     finally:
         store.engine.dispose()
 
