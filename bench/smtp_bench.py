@@ -428,8 +428,10 @@ async def start_profiler(pid: int, output: Path) -> asyncio.subprocess.Process:
     output.parent.mkdir(parents=True, exist_ok=True)
     # Raw (collapsed stack) output can be read with grep and fed to any flame graph tool; --idle keeps
     # the threads waiting on the database visible, which is where a single-writer store spends time.
+    # --subprocesses takes in the intake processes, where the mail is read.
     proc = await asyncio.create_subprocess_exec(
         exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--idle", "--threads",
+        "--subprocesses",
         "--output", str(output), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     await asyncio.sleep(1.0)   # py-spy needs a moment to attach before the load starts.
