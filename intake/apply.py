@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session
 
 from intake.body import BodyText
 from intake.classify import Classification
+from intake.commands import CommandMail
 from intake.fields import CaseFields
 from intake.parse import ParsedMail
 from intake.actions import answer_request, run_commands
 from store.audience import NOTE_TEMPLATES, Notice, notices_for
 from intake.plan import Plan
+from intake.requests import Request
 from intake.resolve import ThreadDecision
 from intake.trust import StaffPolicy
 from store import cases, outbox
@@ -43,6 +45,12 @@ class MailFacts:
     is_staff: bool          # a staff address with an authenticated sender
     staff_claimed: bool     # a staff address in From, authenticated or not
     recipients: tuple[str, ...]
+    # What the text alone decides (intake/process.py read_mail).
+    thread: ThreadDecision
+    commands: CommandMail
+    close_word: bool        # the whole text is "close"
+    thanks_only: bool       # the text only says thanks
+    request: Request | None  # the subject asks for "my cases", "help" or "settings"
 
 
 def apply_plan(

@@ -160,6 +160,14 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
     )
     sender, sender_name = _sender(parsed, mail_from)
     staff_claimed = bool(sender) and cfg.staff.is_staff_address(sender)
+    bounce = classification.bounce
+    thread = ThreadFacts(
+        # A bounce names the mail that bounced inside its report, not in its own headers.
+        header_ids=parsed.in_reply_to + parsed.references + (bounce.original_message_ids if bounce else ()),
+        recipients=rcpt_tos + tuple(a.address for a in (*parsed.to, *parsed.cc)),
+        text=body.full,
+        subject=parsed.subject,
+    )
     is_staff = staff_claimed and (
         transport in cfg.trusted_transports
         or sender_authenticated(parsed.headers.get("authentication-results", ()), sender,
@@ -181,6 +189,13 @@ def read_mail(raw: bytes, *, mail_from: str | None, rcpt_tos: tuple[str, ...], t
         is_staff=is_staff,
         staff_claimed=staff_claimed,
         recipients=rcpt_tos,
+        # What the text alone decides is decided here, outside the write transaction, where it would
+        # hold SQLite's one write lock for nothing.
+        thread=resolve_thread(thread, cfg.identity.signer, cfg.identity.support_addresses),
+        commands=parse_commands(body.visible),
+        close_word=is_close_word(body.visible),
+        thanks_only=is_thanks_only(body.visible),
+        request=parse_request(parsed.subject),
     )
 
 
@@ -211,15 +226,7 @@ def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConf
         return "rejected"
 
     parsed = facts.parsed
-    bounce = facts.classification.bounce
-    thread = ThreadFacts(
-        # A bounce names the mail that bounced inside its report, not in its own headers.
-        header_ids=parsed.in_reply_to + parsed.references + (bounce.original_message_ids if bounce else ()),
-        recipients=facts.recipients + tuple(a.address for a in (*parsed.to, *parsed.cc)),
-        text=facts.body.full,
-        subject=parsed.subject,
-    )
-    decision = resolve_thread(thread, cfg.identity.signer, cfg.identity.support_addresses)
+    decision = facts.thread
     case = cases.get_case(s, decision.case_number) if decision.case_number is not None else None
     view = None
     if case is not None:
@@ -241,10 +248,10 @@ def decide_and_apply(s: Session, row: Inbound, facts: MailFacts, cfg: IntakeConf
         rate_notice_sent=over_cap and outbox.sent_to_since(s, template="customer/rate_limited",
                                                            recipient_key=sender_key, since=hour_ago) > 0,
         recent_requests=recent_requests,
-        commands=parse_commands(facts.body.visible),
-        close_word=is_close_word(facts.body.visible),
-        thanks_only=is_thanks_only(facts.body.visible),
-        request=parse_request(parsed.subject),
+        commands=facts.commands,
+        close_word=facts.close_word,
+        thanks_only=facts.thanks_only,
+        request=facts.request,
         replies_to_note=_replies_to_note(s, parsed.in_reply_to),
     )
     plan = plan_mail(mail, decision, view, new_case_cap=cfg.new_cases_per_hour)
