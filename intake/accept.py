@@ -4,8 +4,9 @@
 Every transport (SMTP, LMTP, IMAP, the pipe command, import) calls accept(). It makes the raw message
 and its envelope durable, and only then returns, so the transport can acknowledge the mail knowing
 nothing can lose it. In the daemon both go to the accept spool (store/spool.py) in one commit per
-group, and SpoolMover writes the blob and records the inbound row right after; the commands without
-a daemon (the pipe command, import) write the blob (fsynced) and the inbound row directly. Parsing
+group, and SpoolMover records the inbound row right after; the commands without a daemon (the pipe
+command, import) record the inbound row directly. Either way a small mail's bytes are kept in its
+row, and a large one's are written to the blob store (fsynced) before the row naming them. Parsing
 and threading happen afterwards, from the inbound table; a crash at any point is recovered at the
 next start, from the spool or from the inbound table.
 """
@@ -13,6 +14,7 @@ next start, from the spool or from the inbound table.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -67,8 +69,8 @@ class Acceptor:
     """Stores incoming mail durably; see the module docstring.
 
     Concurrent accepts are committed in groups: while one group is being written (one spool commit,
-    or its blobs fsynced and its rows committed without a spool), the mails that arrive queue up and become the next group, so
-    the cost of the fsyncs and the commit is shared by every mail in the group. A lone mail is written
+    or one commit of its rows without a spool), the mails that arrive queue up and become the next
+    group, so the cost of the fsyncs and the commit is shared by every mail in the group. A lone mail is written
     at once, so grouping adds no waiting at one connection. Each sender still gets its 250 only after
     its own mail is committed.
     """
@@ -119,7 +121,7 @@ class Acceptor:
     def accept_sync(self, raw: bytes, envelope: Envelope) -> int:
         """The same for callers without an event loop (the pipe command, import): the inbound row is
         written directly, and its id returned."""
-        return self._record(self._write_blobs([(raw, envelope)]))[0]
+        return self._record_directly([(raw, envelope)])[0]
 
     async def _write_groups(self) -> None:
         while self._waiting:
@@ -153,20 +155,32 @@ class Acceptor:
 
     def _store(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
         if self._spool is None:
-            return self._record(self._write_blobs(items))
+            return self._record_directly(items)
         # A mail's bytes go into the spool's commit with its envelope: one fsync for the whole group.
         # A large mail is written to the blob store first instead, as without a spool: its fsyncs are
         # small beside its bytes, and SQLite would hold extra copies of it while writing and reading.
-        inline = [len(raw) <= SPOOL_INLINE_BYTES for raw, _ in items]
+        return self._spool.add(self._kept(items, SPOOL_INLINE_BYTES))
+
+    def _record_directly(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
+        # Straight into the inbound table, without a spool: a small mail's bytes go into its row, in
+        # the one commit, as the spool mover records them.
+        return self._record([dataclasses.replace(message, raw=raw) if raw is not None else message
+                             for message, raw in self._kept(items, inbound.INLINE_BYTES)])
+
+    def _kept(self, items: list[tuple[bytes, Envelope]],
+              inline_bytes: int) -> list[tuple[inbound.NewInbound, bytes | None]]:
+        """Each mail described, with its bytes when it is at most inline_bytes long; the bytes of a
+        longer one are written to the blob store (fsynced) here instead."""
+        inline = [len(raw) <= inline_bytes for raw, _ in items]
         written = iter(self._write_blobs([item for item, small in zip(items, inline) if not small]))
-        entries: list[tuple[inbound.NewInbound, bytes | None]] = []
+        kept: list[tuple[inbound.NewInbound, bytes | None]] = []
         for (raw, envelope), small in zip(items, inline, strict=True):
             if small:
                 (message,) = self._describe([(raw, envelope)], [hashlib.sha256(raw).hexdigest()])
-                entries.append((message, raw))
+                kept.append((message, raw))
             else:
-                entries.append((next(written), None))
-        return self._spool.add(entries)
+                kept.append((next(written), None))
+        return kept
 
     def _write_blobs(self, items: list[tuple[bytes, Envelope]]) -> list[inbound.NewInbound]:
         # Every blob is fsynced before the envelopes naming them are committed.

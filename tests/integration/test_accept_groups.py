@@ -151,6 +151,21 @@ async def test_without_a_spool_the_rows_are_written_directly(store) -> None:  # 
     rows = _rows(store)
     assert sorted(ids) == sorted(rows)
     assert {rows[i].message_id for i in ids} == {f"m{n}@customer.example" for n in range(20)}
+    # Small mail keeps its bytes in its row, and no blob file is written for it.
+    assert sorted(row.raw for row in rows.values()) == sorted(_mail(n) for n in range(20))
+    assert not any(store.blobs.path(row.sha256).exists() for row in rows.values())
+
+
+def test_accept_sync_keeps_small_mail_in_its_row_and_large_mail_in_the_blob_store(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    small, large = _mail(1), _mail(2, "x" * 500)
+    monkeypatch.setattr(inbound, "INLINE_BYTES", len(small))
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    first, second = (acceptor.accept_sync(raw, Envelope("import", None, ("support@example.com",)))
+                     for raw in (small, large))
+    rows = _rows(store)
+    assert rows[first].raw == small and not store.blobs.path(rows[first].sha256).exists()
+    assert rows[second].raw is None and store.blobs.get(rows[second].sha256) == large
 
 
 def test_a_restart_records_nothing_twice(store, spool) -> None:  # type: ignore[no-untyped-def]
@@ -223,7 +238,9 @@ async def test_the_mover_records_what_is_spooled_before_it_stops(store, spool) -
     assert moved
 
 
-async def test_a_mail_that_cannot_be_stored_fails_alone(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_a_mail_that_cannot_be_stored_fails_alone(tmp_path: Path, store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Mails too large to be kept in their rows, so that their bytes go to the blob store.
+    monkeypatch.setattr(inbound, "INLINE_BYTES", 10)
     blobs = _PoisonBlobs(tmp_path / "poison-blobs")
     acceptor = Acceptor(store.engine, blobs, run_db=_CountingRunner(), clock=_now, on_accepted=lambda: None)
     mails = [_mail(n, "POISON" if n == 7 else "") for n in range(20)]
