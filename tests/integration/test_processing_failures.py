@@ -8,11 +8,12 @@ the reason, the raw bytes kept.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
+from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 import intake.process
@@ -232,3 +233,38 @@ def test_a_copy_sent_again_after_a_quarantine_is_processed_not_swallowed(setup, 
     assert process_inbound(store.engine, store.blobs, inbound_id, cfg, _now) == "duplicate"
     with read_only(store.engine) as s:
         assert s.query(Case).count() == 1
+
+
+def test_a_reply_marks_its_case_active_and_a_failed_one_does_not(setup, monkeypatch):
+    # The case's last activity (My Cases sorts by it) is written when a reply lands; a reply whose
+    # savepoint is rolled back leaves the stored time, and the next mail of the group sees that.
+    store, cfg, first = setup
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    assert process_inbound(store.engine, store.blobs, first, cfg, lambda: t0) == "new-case"
+    acceptor = Acceptor(store.engine, store.blobs, run_db=None, clock=_now,  # type: ignore[arg-type]
+                        on_accepted=lambda: None)
+    replies = [acceptor.accept_sync(
+        f"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Re: [Case #00000001] Printer "
+        f"broken\r\nMessage-ID: <r{n}@c>\r\n\r\nReply {n}\r\n".encode(),
+        Envelope("smtp", "jane@customer.example", ("support@example.com",))) for n in (1, 2)]
+    real_apply = intake.process.decide_and_apply
+
+    def apply(s, row, facts, cfg, now):  # type: ignore[no-untyped-def]
+        result = real_apply(s, row, facts, cfg, now)
+        if row.id == replies[0]:
+            raise RuntimeError("cannot apply this one")
+        return result
+
+    monkeypatch.setattr(intake.process, "decide_and_apply", apply)
+    t1 = t0 + timedelta(hours=1)
+    results = process_batch(store.engine, store.blobs, replies, cfg, lambda: t1)
+    assert isinstance(results[0], RuntimeError) and results[1] == "comment"
+    with read_only(store.engine) as s:
+        case = s.scalars(select(Case)).one()
+        assert case.updated_at == t1
+    # The failed reply alone, processed again at a later time without the fault, moves it once more.
+    monkeypatch.setattr(intake.process, "decide_and_apply", real_apply)
+    t2 = t1 + timedelta(hours=1)
+    assert process_inbound(store.engine, store.blobs, replies[0], cfg, lambda: t2) == "comment"
+    with read_only(store.engine) as s:
+        assert s.scalars(select(Case)).one().updated_at == t2
