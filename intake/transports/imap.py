@@ -15,6 +15,12 @@ A crash before 2 leaves the message in the folder to be fetched again. A crash b
 the next sweep accept it a second time; the intake dedupe recognises the same bytes and records the
 copy as a 'duplicate', so it reaches its case once. The position only saves that refetch in the
 common case, and stops a message whose move the server refused from being taken on every sweep.
+
+Where several daemons share a PostgreSQL store and name the same folder, only the one holding the
+folder's lease (store.mailboxes) connects to it; the others stand by and try again every poll_seconds.
+The lease is checked before every sweep, so a poller whose lease went with its database connection
+starts no further sweep; only a sweep already running when it went can overlap the new holder's
+first one, and the dedupe covers that.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from intake.transports.envelope import envelope_from_headers, refusal
 from intake.transports.imapclient import AioImapSession, Credentials, Endpoint, ImapError, MailboxSession
 from store import mailboxes
 from store.db import RunInThread, read_only, unit_of_work
-from store.mailboxes import Position
+from store.mailboxes import MailboxLease, Position, TryLease, mailbox_leases
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,10 @@ class ImapSource:
 Connect = Callable[[ImapSource], Awaitable[MailboxSession]]
 
 
+class LeaseLost(Exception):
+    """The poller's lease on its folder is gone; it must stop serving the folder and take the lease again."""
+
+
 async def connect_aioimaplib(source: ImapSource) -> MailboxSession:
     return await AioImapSession.connect(source.endpoint, source.credentials())
 
@@ -82,17 +92,57 @@ class ImapPoller:
 
     def __init__(self, source: ImapSource, acceptor: Acceptor, engine: Engine, *, run_db: RunInThread,
                  clock: Callable[[], datetime], connect: Connect = connect_aioimaplib,
-                 backoff_base: float = 1.0) -> None:
+                 try_lease: TryLease | None = None, backoff_base: float = 1.0) -> None:
         self._source = source
         self._acceptor = acceptor
         self._engine = engine
         self._run_db = run_db
         self._clock = clock
         self._connect = connect
+        self._try_lease = try_lease or mailbox_leases(engine)
         self._backoff_base = backoff_base
         self.taken = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            lease = await self._acquire(stop)
+            if lease is None:
+                return
+            try:
+                await self._poll(lease, stop)
+            finally:
+                # Shielded, so that a shutdown which cancels the poller still gives the lease back at once
+                # rather than when the connection is collected.
+                await asyncio.shield(self._run_db(lease.release))
+
+    async def _acquire(self, stop: asyncio.Event) -> MailboxLease | None:
+        """The lease on the folder once this poller has it, or None if stop comes first."""
+        src = self._source
+        standing_by = failed = False
+        while not stop.is_set():
+            try:
+                lease = await self._run_db(lambda: self._try_lease(src.account, src.folder))
+            except Exception as exc:  # noqa: BLE001 - a database outage is waited out like a busy lease.
+                if not failed:
+                    log.warning("imap %s: cannot take the lease on %s of %s: %s; trying again every %g s",
+                                src.name, src.folder, src.account, exc, src.poll_seconds)
+                failed = True
+            else:
+                failed = False
+                if lease is not None:
+                    if standing_by:
+                        log.info("imap %s: the other daemon let go of %s of %s; taking over", src.name,
+                                 src.folder, src.account)
+                    return lease
+                if not standing_by:
+                    log.info("imap %s: another daemon is polling %s of %s; standing by", src.name, src.folder,
+                             src.account)
+                standing_by = True
+            await _wait(stop, src.poll_seconds)
+        return None
+
+    async def _poll(self, lease: MailboxLease, stop: asyncio.Event) -> None:
+        """Serve the folder until stop is set or the lease is lost; survives every connection failure."""
         failures = 0
         name = self._source.name
         while not stop.is_set():
@@ -102,7 +152,12 @@ class ImapPoller:
                 if failures:
                     log.info("imap %s: connected again after %d failed attempts", name, failures)
                 failures = 0
-                await self._serve(session, stop)
+                await self._serve(session, lease, stop)
+            except LeaseLost:
+                log.warning("imap %s: lost the lease on %s of %s (its database connection is gone); "
+                            "closing the IMAP session and trying to take the lease again", name,
+                            self._source.folder, self._source.account)
+                return
             except (ImapError, TransientFailure, OSError, TimeoutError) as exc:
                 # Logged once per outage; the reconnects that follow are quiet until one succeeds.
                 if failures == 0:
@@ -122,7 +177,7 @@ class ImapPoller:
         delay = min(self._source.max_backoff_seconds, self._backoff_base * 2 ** min(failures - 1, 16))
         return delay * random.uniform(0.8, 1.2)
 
-    async def _serve(self, session: MailboxSession, stop: asyncio.Event) -> None:
+    async def _serve(self, session: MailboxSession, lease: MailboxLease, stop: asyncio.Event) -> None:
         src = self._source
         for folder in (src.processed_folder, src.refused_folder) if src.after == "move" else (src.refused_folder,):
             await session.ensure_folder(folder)
@@ -138,6 +193,10 @@ class ImapPoller:
         log.info("imap %s: watching %s of %s from UID %d", src.name, src.folder, src.account,
                  position.last_uid + 1)
         while not stop.is_set():
+            # Checked before every sweep: a poller that lost its lease must not take anything more, since
+            # another daemon may be serving the folder already.
+            if not await self._run_db(lease.held):
+                raise LeaseLost
             position = await self._sweep(session, position, stop)
             if stop.is_set():
                 return
