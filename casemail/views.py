@@ -106,7 +106,8 @@ def format_case_detail(d: dict[str, Any]) -> str:
         for line in (e["text"] or "").strip().splitlines()[:40]:
             out.append(f"    {line}")
         for a in e["attachments"]:
-            out.append(f"    [attachment] {a['filename']} ({a['type']}, {a['size']} bytes)")
+            out.append(f"    [attachment] {a['filename']} ({attachment_type(a['declared_type'], a['type'])}, "
+                       f"{a['size']} bytes)")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -114,3 +115,18 @@ def format_case_detail(d: dict[str, Any]) -> str:
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
+
+# Types a sender gives when it does not know what it is sending.
+_GENERIC_TYPES = {"", "application/octet-stream", "application/unknown", "binary/octet-stream"}
+
+
+def attachment_type(declared: str, sniffed: str) -> str:
+    """How the history shows an attachment's type: what the sender declared (text/csv says more than
+    the text/plain its content sniffs as), what its content is when the declaration says nothing,
+    and both when they disagree about the kind of thing it is (a "picture" that is a program)."""
+    declared, sniffed = declared.strip().lower(), sniffed.strip().lower()
+    if declared in _GENERIC_TYPES or not sniffed or declared == sniffed:
+        return sniffed or declared or "unknown type"
+    if declared.partition("/")[0] != sniffed.partition("/")[0] and sniffed not in _GENERIC_TYPES:
+        return f"{declared}; its content is {sniffed}"
+    return declared

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from casemail.views import case_detail, case_row, format_case_table
+import pytest
+
+from casemail.views import attachment_type, case_detail, case_row, format_case_table
 from store.cases import CaseListing, as_utc
 from store.models import Case, Contact
 
@@ -47,3 +49,17 @@ def test_timestamps_from_either_database_become_aware_utc() -> None:
     for at in (naive, berlin, naive.replace(tzinfo=timezone.utc)):
         utc = as_utc(at)
         assert utc.tzinfo is timezone.utc and utc == datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(("declared", "sniffed", "shown"), [
+    ("text/csv", "text/plain", "text/csv"),                       # the declaration says more
+    ("application/octet-stream", "application/pdf", "application/pdf"),  # it says nothing
+    ("", "image/png", "image/png"),
+    ("image/png", "application/x-dosexec", "image/png; its content is application/x-dosexec"),
+    ("application/pdf", "application/octet-stream", "application/pdf"),  # the content says nothing
+    ("image/png", "image/png", "image/png"),
+    ("Text/CSV", "", "text/csv"),
+    ("", "", "unknown type"),
+])
+def test_an_attachment_shows_the_type_that_says_most(declared: str, sniffed: str, shown: str) -> None:
+    assert attachment_type(declared, sniffed) == shown
