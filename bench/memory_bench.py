@@ -9,8 +9,8 @@ process it started (the intake processes, multiprocessing's helper), read from /
   processed into a case, and reports the peak resident set beside the target of the performance issue
   (300 MB for a 25 MB mail at 4 connections): the daemon process's own peak (VmHWM) and that of the
   whole process tree, sampled every 20 ms two ways: the sum of their VmRSS, which counts every page
-  the processes share (the libraries, and with the intake processes forked from one forkserver the
-  modules it loaded) once per process, and the sum of their Pss (/proc/<pid>/smaps_rollup), which
+  the processes share (the libraries and other file-backed pages; the intake processes are
+  started with spawn, so they share little else) once per process, and the sum of their Pss (/proc/<pid>/smaps_rollup), which
   counts a shared page once in all, split between its sharers: the memory the daemon takes.
 - growth (--growth-count N): sends N small support mails (bench/mailgen.py) and, every --sample-every
   mails, waits until processing has caught up and samples the resident set, to show whether memory

@@ -118,7 +118,8 @@ def sending_rows(send: Any, burst: Any) -> list[Row]:
 
 def memory_rows(burst: Any, growth: Any) -> list[Row]:
     # The summed PSS is the memory the daemon's processes take (a page they share counted once); the
-    # summed RSS counts each shared page once per process, and is shown beside it.
+    # summed RSS counts each shared page once per process. Both are held to the target: the issue
+    # speaks of resident memory, and the RSS sum is what a reader of `ps` would add up.
     rows = [_at_most("4. peak memory of the whole daemon (summed PSS), 4 mails of 24 MB at once", 300,
                      (burst or {}).get("peak_tree_pss_mb"), "MB", "{:.0f}"),
             _at_most("4. the same, summed RSS (shared pages counted once per process)", 300,

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from casemail import views
 from casemail.app import opened_store
 from casemail.settings import Settings
 from store import contacts
@@ -32,8 +33,7 @@ def cmd_bounces(settings: Settings, args: argparse.Namespace) -> int:
     with opened_store(settings) as store, read_only(store.engine) as s:
         rows = [{"address": c.address, "reason": c.bounce_reason} for c in contacts.bouncing_contacts(s)]
     if args.json:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        views.print_json(rows)
     elif not rows:
         print("no bouncing addresses")
     else:

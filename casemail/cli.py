@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -128,7 +127,7 @@ def cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
         with read_only(store.engine) as s:
             rows = case_rows(s, status=args.status, search=args.search, requester=args.requester)
         if args.json:
-            _print_json(rows)
+            views.print_json(rows)
         else:
             print(views.format_case_table(rows))
     return 0
@@ -169,7 +168,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
             return _print_raw(s, store.blobs, case, args.raw)
         data = views.case_detail(case, cases.participants(s, case), cases.history(s, case))
     if args.json:
-        _print_json(data)
+        views.print_json(data)
     else:
         print(views.format_case_detail(data))
     return 0
@@ -218,11 +217,6 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     n = sum(len(row.recipients) for row in told)
     print(f"closed case {format_case_number(args.number)}; {n} {'person' if n == 1 else 'people'} will be told")
     return 0
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
 
 
 COMMANDS = {

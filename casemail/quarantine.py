@@ -11,10 +11,10 @@ duplicate, so a re-run never opens a second case.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from casemail import views
 from casemail.app import opened_store
 from casemail.settings import Settings
 from store import inbound
@@ -35,13 +35,12 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
                  "mail_from": r.mail_from, "message_id": r.message_id, "size": r.size, "reason": r.reason}
                 for r in inbound.quarantined(s)]
     if args.json:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        views.print_json(rows)
     elif not rows:
         print("no quarantined mail")
     else:
         for r in rows:
-            reason = (r["reason"] or "").splitlines()[0] if r["reason"] else ""
+            reason = r["reason"].splitlines()[0] if r["reason"] else ""
             print(f"{r['id']:>8}  {r['received_at'][:19]}  {r['mail_from'] or '<>'}  {reason}")
     return 0
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,3 +132,9 @@ def attachment_type(declared: str, sniffed: str) -> str:
     if declared.partition("/")[0] != sniffed.partition("/")[0] and sniffed not in _GENERIC_TYPES:
         return f"{declared}; its content is {sniffed}"
     return declared
+
+
+def print_json(data: Any) -> None:
+    """What every command prints with --json: indented, non-ASCII text as itself."""
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

@@ -164,22 +164,20 @@ class Acceptor:
     def _record_directly(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
         # Straight into the inbound table, without a spool: a small mail's bytes go into its row, in
         # the one commit, as the spool mover records them.
-        return self._record([dataclasses.replace(message, raw=raw) if raw is not None else message
-                             for message, raw in self._kept(items, inbound.INLINE_BYTES)])
+        return self._record(self._kept(items, inbound.INLINE_BYTES))
 
-    def _kept(self, items: list[tuple[bytes, Envelope]],
-              inline_bytes: int) -> list[tuple[inbound.NewInbound, bytes | None]]:
+    def _kept(self, items: list[tuple[bytes, Envelope]], inline_bytes: int) -> list[inbound.NewInbound]:
         """Each mail described, with its bytes when it is at most inline_bytes long; the bytes of a
         longer one are written to the blob store (fsynced) here instead."""
         inline = [len(raw) <= inline_bytes for raw, _ in items]
         written = iter(self._write_blobs([item for item, small in zip(items, inline) if not small]))
-        kept: list[tuple[inbound.NewInbound, bytes | None]] = []
+        kept: list[inbound.NewInbound] = []
         for (raw, envelope), small in zip(items, inline, strict=True):
             if small:
                 (message,) = self._describe([(raw, envelope)], [hashlib.sha256(raw).hexdigest()])
-                kept.append((message, raw))
+                kept.append(dataclasses.replace(message, raw=raw))
             else:
-                kept.append((next(written), None))
+                kept.append(next(written))
         return kept
 
     def _write_blobs(self, items: list[tuple[bytes, Envelope]]) -> list[inbound.NewInbound]:

@@ -248,16 +248,17 @@ def parse_addresses(values: tuple[str, ...]) -> tuple[Address, ...]:
         pairs = getaddresses(unfolded)
     except Exception:  # noqa: BLE001 - the stdlib address parser has raised on junk before.
         pairs = [("", value) for value in unfolded]
-    if not any(_clean_addr_spec(addr) for _name, addr in pairs):
+    specs = [_clean_addr_spec(addr) for _name, addr in pairs]
+    if not any(specs):
         # The stdlib gives up on lists it cannot tokenise ("a@x.org b@x.org");
         # anything that plainly looks like an addr-spec is taken then.
         bare = [("", m) for value in unfolded for m in _BARE_ADDRESS.findall(value)]
-        pairs = bare or pairs
+        if bare:
+            pairs, specs = bare, [_clean_addr_spec(addr) for _name, addr in bare]
     result: list[Address] = []
-    for name, addr in pairs:
+    for (name, addr), spec in zip(pairs, specs, strict=True):
         display, _notes = decode_words(name)
         display = display.strip()
-        spec = _clean_addr_spec(addr)
         if not spec and not display and addr.strip():
             display = decode_words(addr.strip())[0]
         if spec or display:

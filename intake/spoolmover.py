@@ -5,10 +5,11 @@ The acceptor commits each mail's bytes and envelope to the spool before its 250 
 this loop records what is spooled as inbound rows a group at a time, then forgets it in the spool.
 A small mail's bytes go into its row, in the group's one commit; a larger one's go to the blob
 store (fsynced) first, so a row never names bytes a crash could take away. A crash between the
-commit and the spool's clean-up leaves a mail in both places, never in neither: the first pass after a start therefore
-skips spooled mail whose row exists (the same digest taken at the same instant). Writing a blob
-twice is harmless (the store is content-addressed). While the database is unreachable the spool
-simply grows, senders keep getting their 250, and the move is retried with a growing pause.
+commit and the spool's clean-up leaves a mail in both places, never in neither: the first pass
+after a start therefore skips spooled mail whose row exists (the same digest taken at the same
+instant). Writing a blob twice is harmless (the store is content-addressed). While the database is
+unreachable the spool simply grows, senders keep getting their 250, and the move is retried with a
+growing pause.
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ class SpoolMover:
 
 
 def kept_inline(spooled: SpooledMail) -> inbound.NewInbound:
-    """The inbound row of a spooled mail, carrying its bytes when the row is to keep them."""
-    if spooled.raw is not None and len(spooled.raw) <= inbound.INLINE_BYTES:
-        return replace(spooled.message, raw=spooled.raw)
+    """The inbound row of a spooled mail, carrying its bytes only when the row is to keep them."""
+    if spooled.raw is not None and len(spooled.raw) > inbound.INLINE_BYTES:
+        return replace(spooled.message, raw=None)
     return spooled.message
 
 

@@ -77,7 +77,8 @@ class IntakeWorker:
         for group in groups(pending, max_count=self._group, max_bytes=self._group_bytes):
             if stop is not None and stop.is_set():
                 break
-            large = sum(sizes[i] for i in group) > self._group_bytes
+            # Only a group of one mail goes over group_bytes (see groups()).
+            large = len(group) == 1 and sizes[group[0]] > self._group_bytes
             try:
                 results = await self._run(lambda g=group, large=large: self._process(g, large))
             except Exception:  # noqa: BLE001 - the store failed before anything was decided; next pass.

@@ -37,6 +37,8 @@ _table = Outbox.__table__
 _INSERT = insert(_table).returning(_table.c.id)
 _BY_MESSAGE_ID = select(Outbox).where(Outbox.message_id == bindparam("message_id"))
 _TEMPLATE_BY_MESSAGE_ID = select(Outbox.template).where(Outbox.message_id == bindparam("message_id"))
+_SET_RENDERED = (update(_table).where(_table.c.id == bindparam("row_id"), _table.c.rendered_sha256.is_(None))
+                 .values(rendered_sha256=bindparam("digest"), rendered=bindparam("inline")))
 _RECIPIENTS_SINCE = select(Outbox.recipients).where(Outbox.template.in_(bindparam("templates", expanding=True)),
                                                     Outbox.created_at >= bindparam("since"))
 # The key in Session.info under which `unmailed` marks a session that queues nothing.
@@ -137,11 +139,8 @@ def set_rendered_many(s: Session, rendered: dict[int, RenderedMail]) -> None:
     """Record freshly rendered rows as one executemany; a row rendered before keeps what it has."""
     if not rendered:
         return
-    table = Outbox.__table__
-    stmt = (update(table).where(table.c.id == bindparam("row_id"), table.c.rendered_sha256.is_(None))
-            .values(rendered_sha256=bindparam("digest"), rendered=bindparam("inline")))
-    s.connection().execute(stmt, [{"row_id": i, "digest": r.sha256, "inline": r.inline}
-                                  for i, r in rendered.items()])
+    plain(s).execute(_SET_RENDERED, [{"row_id": i, "digest": r.sha256, "inline": r.inline}
+                                     for i, r in rendered.items()])
 
 
 @dataclass(frozen=True)
@@ -155,20 +154,21 @@ class Finished:
     retry_at: datetime | None = None
 
 
-_table = Outbox.__table__
 _STILL_SENDING = select(_table.c.id, _table.c.created_at).where(
     _table.c.id.in_(bindparam("ids", expanding=True)), _table.c.state == "sending").with_for_update()
-_FINISH = {
-    state: update(_table).where(_table.c.id == bindparam("row_id"), _table.c.state == "sending")
-    for state in ("sent", "failed", "queued")
-}
-_FINISH["sent"] = _FINISH["sent"].values(state="sent", sent_at=bindparam("at"), last_error=bindparam("error"),
-                                         attempts=_table.c.attempts + bindparam("attempted"))
-_FINISH["failed"] = _FINISH["failed"].values(state="failed", last_error=bindparam("error"),
-                                             attempts=_table.c.attempts + bindparam("attempted"))
-_FINISH["queued"] = _FINISH["queued"].values(state="queued", next_attempt_at=bindparam("at"),
-                                             last_error=bindparam("error"),
-                                             attempts=_table.c.attempts + bindparam("attempted"))
+
+
+def _finishing(state: str, **values: Any) -> Any:
+    # Guarded by state = 'sending', like still_sending: a row taken over meanwhile is left alone.
+    return (update(_table).where(_table.c.id == bindparam("row_id"), _table.c.state == "sending")
+            .values(state=state, last_error=bindparam("error"), attempts=_table.c.attempts + bindparam("attempted"),
+                    **values))
+
+
+# One statement per kind of outcome; "at" is when it was sent, or when to try again.
+_FINISH = {"sent": _finishing("sent", sent_at=bindparam("at")),
+           "failed": _finishing("failed"),
+           "queued": _finishing("queued", next_attempt_at=bindparam("at"))}
 
 
 def still_sending(s: Session, ids: Collection[int]) -> dict[int, datetime]:
@@ -188,7 +188,7 @@ def record_finished(s: Session, finished: Sequence[Finished], *, now: datetime) 
     for state, statement in _FINISH.items():
         rows = [{"row_id": f.id, "attempted": int(f.attempted),
                  "error": f.error[:2000] if f.error is not None else None,
-                 **({"at": now} if state == "sent" else {"at": f.retry_at} if state == "queued" else {})}
+                 "at": now if state == "sent" else f.retry_at}
                 for f in finished if f.state == state]
         if rows:
             plain(s).execute(statement, rows)

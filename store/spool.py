@@ -51,11 +51,15 @@ _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SpooledMail:
-    """One spooled message: its receipt, its envelope and digest, and its bytes (None if in the blob store)."""
+    """One spooled message: its receipt, and its envelope, digest and bytes (message.raw is None when
+    the bytes are in the blob store)."""
 
     spool_id: int
     message: NewInbound
-    raw: bytes | None
+
+    @property
+    def raw(self) -> bytes | None:
+        return self.message.raw
 
 
 class Spool:
@@ -77,9 +81,9 @@ class Spool:
         self._mover_db = _connect(path)
         self._mover_db.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
 
-    def add(self, entries: Sequence[tuple[NewInbound, bytes | None]]) -> list[int]:
-        """Commit messages with their bytes (None: already durable in the blob store); return their
-        spool ids in order."""
+    def add(self, messages: Sequence[NewInbound]) -> list[int]:
+        """Commit messages with their bytes (raw None: already durable in the blob store); return
+        their spool ids in order."""
         with self._accept_lock:
             db = self._accept_db
             db.execute("BEGIN IMMEDIATE")
@@ -89,9 +93,9 @@ class Spool:
                         "INSERT INTO spooled (transport, mail_from, rcpt_tos, message_id, sha256, size,"
                         " received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         (m.transport, m.mail_from, json.dumps(list(m.rcpt_tos)), m.message_id, m.sha256,
-                         m.size, m.received_at.isoformat(), raw),
+                         m.size, m.received_at.isoformat(), m.raw),
                     ).fetchone()[0]
-                    for m, raw in entries
+                    for m in messages
                 ]
                 db.execute("COMMIT")
             except BaseException:
@@ -119,7 +123,7 @@ class Spool:
         return [
             SpooledMail(row[0], NewInbound(transport=row[1], mail_from=row[2], rcpt_tos=tuple(json.loads(row[3])),
                                            message_id=row[4], sha256=row[5], size=row[6],
-                                           received_at=datetime.fromisoformat(row[7])), row[8])
+                                           received_at=datetime.fromisoformat(row[7]), raw=row[8]))
             for row in rows
         ]
 

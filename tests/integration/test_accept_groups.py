@@ -211,9 +211,9 @@ def test_a_failed_clean_up_of_the_spool_records_nothing_twice(store, spool, monk
 def test_a_database_that_cannot_be_written_leaves_the_mail_spooled(tmp_path: Path, spool) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import create_engine
 
-    spool.add([(inbound.NewInbound(transport="smtp", mail_from=None, rcpt_tos=("support@example.com",),
-                                   message_id="<x@y>", sha256=hashlib.sha256(b"x").hexdigest(), size=1,
-                                   received_at=_now()), b"x")])
+    spool.add([inbound.NewInbound(transport="smtp", mail_from=None, rcpt_tos=("support@example.com",),
+                                  message_id="<x@y>", sha256=hashlib.sha256(b"x").hexdigest(), size=1,
+                                  received_at=_now(), raw=b"x")])
     # A database without the schema: every insert fails, as it would with the server gone.
     broken = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     mover = SpoolMover(spool, broken, BlobStore(tmp_path / 'blobs'), run=asyncio.to_thread, on_moved=lambda: None)
