@@ -15,8 +15,8 @@ from casemail.settings import ConfigError, Settings
 from intake.accept import Acceptor
 from intake.transports.imap import ImapPoller, ImapSource
 from intake.transports.imapclient import Endpoint
-from intake.transports.lmtp import LmtpHandler, start_lmtp_server
-from intake.transports.smtp import Mailboxes, SmtpLimits
+from intake.transports.lmtp import start_lmtp_server
+from intake.transports.smtp import IntakeHandler, Mailboxes, SmtpLimits
 from store.db import RunInThread
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ async def start_lmtp(settings: Settings, acceptor: Acceptor, limits: SmtpLimits)
     c = settings.lmtp
     if not c.enabled:
         return None
-    handler = LmtpHandler(acceptor, Mailboxes(settings.support.addresses), transport="lmtp")
+    handler = IntakeHandler(acceptor, Mailboxes(settings.support.addresses), transport="lmtp")
     socket_path = settings.path(c.socket) if c.socket else None
     try:
         server = await start_lmtp_server(handler, host=c.host, port=c.port, socket_path=socket_path,

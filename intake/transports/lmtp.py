@@ -20,7 +20,6 @@ import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 
@@ -28,18 +27,19 @@ from intake.transports.smtp import IntakeHandler
 from intake.transports.smtp_server import GuardedSMTP, SessionGauge, SmtpLimits
 
 
-class LmtpHandler(IntakeHandler):
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        reply = await super().handle_DATA(server, session, envelope)
-        return "\r\n".join([reply] * max(1, len(envelope.rcpt_tos)))
-
-
 class GuardedLMTP(LMTP, GuardedSMTP):
     """aiosmtpd's LMTP commands (LHLO instead of HELO and EHLO) on a guarded session: LMTP comes first
     in the method order, and its LHLO's call to EHLO goes on to the guarded session's."""
 
+    def _data_reply(self, status: str) -> str:
+        # Every answer to the data, the refusals too (too large, a line too long, a failure to store),
+        # is owed once per accepted recipient: a client waiting for the second one would time out
+        # and try again later, however permanent the refusal.
+        assert self.envelope is not None
+        return "\r\n".join([status] * max(1, len(self.envelope.rcpt_tos)))
 
-async def start_lmtp_server(handler: LmtpHandler, *, host: str, port: int, socket_path: Path | None,
+
+async def start_lmtp_server(handler: IntakeHandler, *, host: str, port: int, socket_path: Path | None,
                             socket_mode: int, hostname: str, limits: SmtpLimits) -> asyncio.Server:
     """Bind on a unix socket when socket_path is given, else on host:port, in the running loop."""
     loop = asyncio.get_running_loop()

@@ -363,7 +363,7 @@ class GuardedSMTP(SMTP):
             raise asyncio.CancelledError from None
         if original is None:
             # RFC 5321 4.2.5: the refusal comes only after the whole data has been read.
-            await self.push(error or TEMPFAIL)
+            await self.push(self._data_reply(error or TEMPFAIL))
             self._set_post_data_state()
             return
         content: str | bytes = original
@@ -374,13 +374,18 @@ class GuardedSMTP(SMTP):
                 try:
                     content = original.decode("ascii", errors="strict")
                 except UnicodeDecodeError:
-                    await self.push("500 Error: strict ASCII mode")
+                    await self.push(self._data_reply("500 Error: strict ASCII mode"))
                     return
         self.envelope.content = content
         self.envelope.original_content = original
         status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
+        reply = self._data_reply("250 OK" if status is MISSING else status)  # before the envelope is reset
         self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+        await self.push(reply)
+
+    def _data_reply(self, status: str) -> str:
+        """The answer to a message's data: one reply in SMTP (LMTP answers once per recipient)."""
+        return status
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = plain_angle_address(arg)

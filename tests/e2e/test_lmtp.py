@@ -98,3 +98,15 @@ async def test_lmtp_sessions_get_the_session_limits(start_daemon):
     assert seen["too_large"] == 552
     # smtp.max_bad_commands: the unknown EHLO was the first, two more are answered 500, then 421.
     assert seen["bad"] == [500, 500, 421]
+
+
+async def test_a_refused_message_is_answered_once_per_recipient(start_daemon):
+    # RFC 2033 4.2: after DATA the server owes one reply per accepted recipient, refusals included;
+    # a client left waiting for the second would time out and defer a mail that can never be taken.
+    port = free_port()
+    await start_daemon(support=SUPPORT, lmtp={"enabled": True, "port": port, "max_message_size": 2000})
+    rcpt, data = await asyncio.to_thread(
+        lmtp_exchange, "127.0.0.1", port, ["support@example.com", "sales@example.com"],
+        raw_mail("Too large", body=("x" * 70 + "\r\n") * 40, message_id="lmtp-3@customer.example"))
+    assert [code for code, _ in rcpt] == [250, 250]
+    assert [code for code, _ in data] == [552, 552]
