@@ -11,6 +11,7 @@ it starts, so a change takes effect at its next start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from casemail.settings import ConfigError, Settings
 from intake.transports.smtp_server import hash_password, user_line
+from store.blobs import fsync_path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,11 +97,21 @@ def _read_password() -> str | None:
 
 
 def _replace(path: Path, lines: list[str]) -> None:
+    """Write the file anew, mode 0600, and rename it into place, durably. A file that exists keeps its
+    owner and group: the daemon may run as another user than the operator who changes a password (with
+    sudo, say), and a file it could no longer read would keep its SMTP listener from starting."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        before: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        before = None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if before is not None:
+                with contextlib.suppress(PermissionError):  # only root may give a file away
+                    os.fchown(f.fileno(), before.st_uid, before.st_gid)
             f.write("".join(line + "\n" for line in lines))
             f.flush()
             os.fsync(f.fileno())
@@ -107,11 +119,7 @@ def _replace(path: Path, lines: list[str]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_path(path.parent)
 
 
 COMMANDS = {"smtp-user": cmd_smtp_user}

@@ -112,29 +112,29 @@ class BlobBatch:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        synced = self._pool.submit(_fsync_path, tmp) if self._pool is not None else None
+        synced = self._pool.submit(fsync_path, tmp) if self._pool is not None else None
         self._pending[digest] = (tmp, target, synced)
         return digest
 
     def finish(self) -> None:
         for tmp, target, synced in self._pending.values():
             if synced is None:
-                _fsync_path(tmp)
+                fsync_path(tmp)
             else:
                 synced.result()
             os.replace(tmp, target)
             self._dirs.add(target.parent)
         dirs = sorted(self._dirs)
         if self._pool is not None and len(dirs) > 1:
-            list(self._pool.map(_fsync_path, dirs))
+            list(self._pool.map(fsync_path, dirs))
         else:
             for d in dirs:
-                _fsync_path(d)
+                fsync_path(d)
         self._pending.clear()
         self._dirs.clear()
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     # For a directory this makes a rename (or a new entry) in it durable.
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import os
 import ssl
 import subprocess
 import time
@@ -557,3 +558,24 @@ async def test_users_kept_with_the_smtp_user_command_can_log_in(listener, certif
     assert (await c.cmd(plain("lead", "other"))).startswith("535")    # and so is the removed user
     assert (await c.cmd(plain("agent", "s3cret"))).startswith("235")
     await c.close()
+
+
+def test_the_smtp_user_command_keeps_the_files_owner(certificate, tmp_path):
+    # The daemon may run as another user than the operator (who may use sudo): the rewritten file
+    # stays the daemon's to read.
+    from tests.e2e.test_mailcmds import casemail
+
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    users = tmp_path / "smtp-users"
+    users.write_text("# staff submission accounts\n")
+    os.chown(users, 65534, 65534)
+    cfg = tmp_path / "casemail.toml"
+    cert, key = certificate
+    cfg.write_text(f'[support]\naddresses = ["support@example.com"]\n[smtp]\ntls_cert = "{cert}"\n'
+                   f'tls_key = "{key}"\nauth_users = "{users}"\n[logging]\nlevel = "WARNING"\n')
+    done = casemail(cfg, "smtp-user", "agent", stdin=b"s3cret\n")
+    assert done.returncode == 0, done.stderr
+    st = users.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
+    assert "agent:scrypt:" in users.read_text()
