@@ -200,6 +200,8 @@ def test_quarantined_mail_is_listed_and_requeued(database_url: str, tmp_path: Pa
     assert done.returncode == 0 and f"requeued 1: {row_id}" in done.stdout.decode()
     with Session(engine) as s:
         assert (s.get(Inbound, row_id).state, s.get(Inbound, row_id).attempts) == ("accepted", 0)
-    assert casemail(cfg, "requeue", str(row_id)).returncode == 66    # no longer quarantined
+    again = casemail(cfg, "requeue", str(row_id))
+    assert again.returncode == 66                                    # no longer quarantined
+    assert f"inbound {row_id} is not quarantined; left alone" in again.stderr.decode()
     assert casemail(cfg, "requeue", "--all").returncode == 0         # nothing to do is no error
     engine.dispose()

@@ -99,14 +99,22 @@ def queue_acks(settings: Any, addresses: list[str]) -> list[str]:
     return ids
 
 
-def outbox_rows(settings: Any) -> dict[str, tuple[str, str | None]]:
+def outbox_columns(settings: Any, *columns: Any) -> dict[str, tuple[Any, ...]]:
+    """The given columns of every outbox row, by Message-ID."""
     engine = create_engine(settings.database_url)
     try:
         with engine.connect() as c:
-            return {r.message_id: (r.state, r.last_error)
-                    for r in c.execute(select(Outbox.message_id, Outbox.state, Outbox.last_error))}
+            return {mid: tuple(rest) for mid, *rest in c.execute(select(Outbox.message_id, *columns))}
     finally:
         engine.dispose()
+
+
+def outbox_rows(settings: Any) -> dict[str, tuple[Any, ...]]:
+    return outbox_columns(settings, Outbox.state, Outbox.last_error)
+
+
+def attempts_and_sent_at(settings: Any) -> dict[str, tuple[Any, ...]]:
+    return outbox_columns(settings, Outbox.attempts, Outbox.sent_at)
 
 
 def rendered_bytes(settings: Any) -> dict[str, bytes]:
@@ -166,9 +174,12 @@ async def test_451_is_retried_without_duplicating_the_others(start_daemon, scrip
     assert set(notification_entries(d.settings).values()) == {1}
     # The retry sent the very bytes of the first attempt, which are the bytes the outbox row keeps.
     kept = rendered_bytes(d.settings)
+    tried = attempts_and_sent_at(d.settings)
     for i, mid in enumerate(ids):
         assert len(sink.attempts[mid]) == (2 if i % 3 == 0 else 1)
         assert set(sink.attempts[mid]) == {kept[mid]}
+        # Each attempt is counted (the retry's backoff grows with the count), and the send is dated.
+        assert tried[mid][0] == len(sink.attempts[mid]) and tried[mid][1] is not None
 
 
 async def test_5xx_is_marked_failed_with_its_reason(start_daemon, scripted_sink):
@@ -186,6 +197,9 @@ async def test_5xx_is_marked_failed_with_its_reason(start_daemon, scripted_sink)
         assert sink.refused[mid] == 1  # not retried
     assert rows[ids[1]][0] == "sent"
     assert sink.delivered == [ids[1]]
+    tried = attempts_and_sent_at(d.settings)
+    assert tried[ids[0]] == (1, None) and tried[ids[2]] == (1, None)
+    assert tried[ids[1]][0] == 1 and tried[ids[1]][1] is not None
 
 
 async def test_shutdown_mid_batch_leaves_no_delivered_mail_unmarked(start_daemon, scripted_sink):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -21,7 +20,6 @@ from sqlalchemy import Engine
 from intake.accept import Envelope
 from intake.transports.imap import ImapPoller, ImapSource
 from intake.transports.imapclient import Endpoint, MailboxSession
-from store.db import make_engine, migrate
 from tests.e2e.transport_helpers import eventually, raw_mail
 
 SOURCE = ImapSource(
@@ -131,12 +129,9 @@ class Running:
     task: asyncio.Task[None]
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    e = make_engine(f"sqlite:///{tmp_path / 'casemail.db'}")
-    migrate(e)
-    yield e
-    e.dispose()
+# The lease here is a fake, so the database only keeps the accepted mail: SQLite (the migrated
+# `engine` of tests/integration/conftest.py) is enough.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -53,12 +53,19 @@ async def test_only_a_group_above_the_byte_bound_takes_the_turn(tmp_path: Path, 
                for n, body in sizes.items()}
         read_in_turn: list[list[str]] = []
 
+        left_after_turn: list[list[str]] = []
+
+        def waiting() -> list[str]:
+            with read_only(store.engine) as s:
+                return sorted(r.message_id for r in s.query(Inbound).filter_by(state="accepted"))
+
         @contextlib.contextmanager
         def turn() -> Iterator[None]:
-            # What is still waiting when the turn is taken is what the turn was taken for.
-            with read_only(store.engine) as s:
-                read_in_turn.append(sorted(r.message_id for r in s.query(Inbound).filter_by(state="accepted")))
+            # What is still waiting when the turn is taken is what the turn was taken for; what is
+            # still waiting when it is given back shows that the large mail was processed in it.
+            read_in_turn.append(waiting())
             yield
+            left_after_turn.append(waiting())
 
         worker = IntakeWorker(store.engine, store.blobs, make_intake_config(settings, make_identity(settings)),
                               clock=_now, run=_inline, on_outbox=lambda: None, group_bytes=4096,
@@ -66,6 +73,7 @@ async def test_only_a_group_above_the_byte_bound_takes_the_turn(tmp_path: Path, 
         assert await worker.drain() == 3
         # The first small mail went alone before it, the large one in its turn, the last one after it.
         assert read_in_turn == [["t2@customer.example", "t3@customer.example"]]
+        assert left_after_turn == [["t3@customer.example"]]
         with read_only(store.engine) as s:
             assert {r.id: r.state for r in s.query(Inbound)} == {i: "processed" for i in ids.values()}
     finally:

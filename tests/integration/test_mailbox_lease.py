@@ -121,8 +121,9 @@ def test_a_lease_session_is_out_of_the_pool_idle_and_probed_for_a_dead_peer(engi
         # Not "idle in transaction": a session parked for days must not hold a transaction open.
         assert state == "idle"
         # Session settings can only be read from the session itself, hence the private connection.
-        keepalive = lease._conn.execute(text("SHOW tcp_keepalives_idle")).scalar()  # type: ignore[attr-defined]
-        assert keepalive == "60"
+        keepalives = [lease._conn.execute(text(f"SHOW tcp_keepalives_{name}")).scalar()  # type: ignore[attr-defined]
+                      for name in ("idle", "interval", "count")]
+        assert keepalives == ["60", "10", "6"]
     finally:
         lease.release()
 

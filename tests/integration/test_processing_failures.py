@@ -23,7 +23,7 @@ from intake.accept import Acceptor, Envelope
 from intake.process import process_batch, process_inbound
 from store import cases, inbound
 from store.db import read_only, unit_of_work
-from store.models import Case, Inbound
+from store.models import Case, Entry, Inbound
 
 RAW = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Printer broken\r\nMessage-ID: <f1@c>\r\n\r\nHi\r\n"
 
@@ -249,9 +249,14 @@ def test_a_reply_marks_its_case_active_and_a_failed_one_does_not(setup, monkeypa
         Envelope("smtp", "jane@customer.example", ("support@example.com",))) for n in (1, 2)]
     real_apply = intake.process.decide_and_apply
 
+    held: list[Case] = []
+
     def apply(s, row, facts, cfg, now):  # type: ignore[no-untyped-def]
         result = real_apply(s, row, facts, cfg, now)
         if row.id == replies[0]:
+            # Kept referenced, as a caller up the stack would keep it, so the session cannot simply
+            # forget the case whose time the rolled-back savepoint wrote.
+            held.append(cases.get_case(s, 1))
             raise RuntimeError("cannot apply this one")
         return result
 
@@ -262,6 +267,8 @@ def test_a_reply_marks_its_case_active_and_a_failed_one_does_not(setup, monkeypa
     with read_only(store.engine) as s:
         case = s.scalars(select(Case)).one()
         assert case.updated_at == t1
+        # The failed reply left nothing on the case.
+        assert s.scalars(select(Entry.id).where(Entry.inbound_id == replies[0])).all() == []
     # The failed reply alone, processed again at a later time without the fault, moves it once more.
     monkeypatch.setattr(intake.process, "decide_and_apply", real_apply)
     t2 = t1 + timedelta(hours=1)

@@ -49,6 +49,7 @@ def test_each_outcome_is_written_as_the_table_says(what: str, outcome: Outcome, 
     [f] = finished
     assert (f.state, f.attempted, f.error, f.retry_at) == expected
     assert len(entries) == (1 if entry else 0)
+    assert all(e.visibility == "public" for e in entries)   # a customer's mail, on the customer's view
     assert gave_up == ([1] if what == "temporary, but retried for too long" else [])
 
 
