@@ -227,15 +227,7 @@ def may_start_history(line: str) -> bool:
     and ``header_field`` is None.  Those try two dozen patterns between them, while prose lines,
     nearly all that a reply holds, fail the plain character tests here.
     """
-    # The tests of _has_colon, _may_be_rule and _may_be_banner below, written out because this
-    # runs on every line of every reply.
-    return (
-        ":" in line
-        or "：" in line
-        or "__________" in line
-        or "--------------------" in line
-        or len(line.strip(_BANNER_FRAME)) <= _LONGEST_BANNER_PHRASE
-    )
+    return _has_colon(line) or _may_be_rule(line) or _may_be_banner(line)
 
 
 # The quick tests below are necessary conditions of the patterns named: a line that fails one
